@@ -1,0 +1,155 @@
+"""Checkpoints: atomic writes, SHA-256 verified training state, generator weights as safetensors.
+
+Training state (`checkpoints/state-NNNNNNN.pt`) is a torch file loadable with weights_only=True:
+{"format", "version", "sha256", "payload"} where payload holds the torch.save bytes of the state dict
+(networks, EMA, optimisers, schedulers, RNG states, data position, config) and sha256 is their digest.
+Generator weights (`generator.safetensors`) hold "raw.*" and (if EMA is on) "ema.*" tensors with the
+resolved config as JSON in the metadata.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import warnings
+
+import torch
+
+from .errors import CheckpointError
+
+STATE_FORMAT = "scoremix-training-state"
+STATE_VERSION = 1
+_STATE_RE = re.compile(r"state-(\d+)\.pt$")
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush, fsync, then rename over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def _torch_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save_training_state(state: dict, path: str) -> None:
+    payload = _torch_bytes(state)
+    wrapper = {"format": STATE_FORMAT, "version": STATE_VERSION,
+               "sha256": hashlib.sha256(payload).hexdigest(),
+               "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    atomic_write_bytes(path, _torch_bytes(wrapper))
+
+
+def load_training_state(path: str, map_location="cpu") -> dict:
+    """Load and verify a training-state file; CheckpointError says what is wrong with it."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        wrapper = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, not a torch file
+        raise CheckpointError(f"checkpoint '{path}' is unreadable or truncated "
+                              f"({type(err).__name__}); resume from an earlier checkpoint") from None
+    if not isinstance(wrapper, dict) or wrapper.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"'{path}' is not a scoremix training-state checkpoint")
+    payload = wrapper["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != wrapper["sha256"]:
+        raise CheckpointError(f"checkpoint '{path}' fails its checksum (corrupted); resume from an earlier one")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"checkpoint '{path}' payload is unreadable ({type(err).__name__})") from None
+
+
+def checkpoint_step(path: str) -> int:
+    match = _STATE_RE.search(os.path.basename(path))
+    return int(match.group(1)) if match else -1
+
+
+def list_checkpoints(folder: str) -> list[str]:
+    """Training-state files in `folder`, oldest first."""
+    paths = [p for p in glob.glob(os.path.join(folder, "state-*.pt")) if checkpoint_step(p) >= 0]
+    return sorted(paths, key=checkpoint_step)
+
+
+def load_latest_valid(folder: str, map_location="cpu") -> tuple[str, dict] | None:
+    """The newest checkpoint that loads and verifies; corrupt newer ones are reported and skipped."""
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load_training_state(path, map_location)
+        except CheckpointError as err:
+            warnings.warn(f"skipping corrupt checkpoint: {err}", stacklevel=2)
+    return None
+
+
+def prune_checkpoints(folder: str, keep_last: int, keep_every: int = 0) -> list[str]:
+    """Delete all but the newest `keep_last` (and every `keep_every`-th step when > 0)."""
+    paths = list_checkpoints(folder)
+    removed = []
+    for path in paths[:-keep_last] if keep_last > 0 else []:
+        step = checkpoint_step(path)
+        if keep_every > 0 and step % keep_every == 0:
+            continue
+        os.unlink(path)
+        removed.append(path)
+    return removed
+
+
+def save_generator(path: str, raw: dict, ema: dict | None, config: dict, step: int,
+                   data_shape: tuple = (), num_classes: int = 0) -> None:
+    from safetensors.torch import save
+
+    tensors = {f"raw.{k}": v.detach().cpu().contiguous().clone() for k, v in raw.items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.items()})
+    meta = {"format": "scoremix-generator", "config": json.dumps(config), "step": str(step),
+            "has_ema": str(ema is not None), "data_shape": json.dumps(list(data_shape)),
+            "num_classes": str(num_classes)}
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
+    """(raw state dict, EMA state dict or None, config dict, info) from a generator safetensors file;
+    info has step, data_shape and num_classes."""
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"generator file '{path}' does not exist")
+    try:
+        with safe_open(path, framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as err:
+        raise CheckpointError(f"'{path}' is not a readable safetensors file ({type(err).__name__}); "
+                              "pass a run folder, a generator.safetensors or a state-*.pt file") from None
+    if meta.get("format") != "scoremix-generator" or "config" not in meta:
+        raise CheckpointError(f"'{path}' is a safetensors file but not a scoremix generator (no config metadata)")
+    raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or None
+    info = {"step": int(meta.get("step", -1)), "data_shape": tuple(json.loads(meta.get("data_shape", "[]"))),
+            "num_classes": int(meta.get("num_classes", 0))}
+    return raw, ema, json.loads(meta["config"]), info

@@ -1,0 +1,230 @@
+"""The `scoremix` command (also `python -m scoremix`, so `torchrun -m scoremix train ...` works)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import ScoremixError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a one-step generator",
+                       description="Train with a preset or YAML config; key=value overrides apply last "
+                                   "(e.g. steps=5000 seed=1 score.hidden=128).")
+    p.add_argument("--config", "-c", default=None, help="preset name or YAML file (default: quickstart)")
+    p.add_argument("overrides", nargs="*", help="key=value settings (see `scoremix presets --keys`)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<name>-<time>)")
+    p.add_argument("--resume", default=None, help="'latest' (newest valid checkpoint in --out) or a state-*.pt file")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and parameter counts, then exit")
+
+
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="draw samples from a trained generator")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator.safetensors or state-*.pt")
+    p.add_argument("--n", type=int, default=64, help="number of samples")
+    p.add_argument("--out", required=True, help="output .png (picture) or .npz (array 'x', labels 'y')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ema", dest="ema", action="store_true", default=True, help="EMA weights (default)")
+    g.add_argument("--raw", dest="ema", action="store_false", help="raw (non-EMA) weights")
+    p.add_argument("--device", default="cpu")
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="measure a trained generator against its data (raw and EMA)")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator.safetensors or state-*.pt")
+    p.add_argument("--json", default=None, help="write the metrics to this file")
+    p.add_argument("--samples", type=int, default=None, help="generated samples (default: the config's eval.samples)")
+    p.add_argument("--device", default="cpu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scoremix", description="One-step generators with Score-of-Mixture Training.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_eval(sub)
+    p = sub.add_parser("presets", help="list presets (or every config key with --keys)")
+    p.add_argument("--keys", action="store_true", help="list every config key with its default")
+    p.add_argument("--show", default=None, help="print one preset's full config")
+    return parser
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .distributed import DistInfo, cleanup, init_distributed
+
+    overrides = list(args.overrides)
+    if args.resume and args.out and os.path.isfile(os.path.join(args.out, "config.yaml")) and args.config is None:
+        config_source = os.path.join(args.out, "config.yaml")  # a resumed run keeps its own config
+    else:
+        config_source = args.config
+    if args.resume and not args.out and args.resume == "latest":
+        raise ScoremixError("--resume latest needs --out RUN_FOLDER (the folder of the run to continue)")
+    cfg = load_config(config_source, overrides)
+    if args.dry_run:
+        print(cfg.to_yaml().rstrip())
+        _print_parameter_counts(cfg)
+        return 0
+    from .trainer import Trainer, resolve_device
+
+    info = init_distributed(resolve_device(cfg.train.device, DistInfo()).type)
+    run_dir = args.out or os.path.join("runs", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        if info.is_main:
+            print(cfg.to_yaml().rstrip())
+        trainer = Trainer(cfg, run_dir, resume=args.resume, info=info)
+        result = trainer.fit()
+    finally:
+        cleanup(info)
+    if info.is_main and not result.get("preempted"):
+        print(f"done: {run_dir} (samples in {run_dir}/samples, metrics in {run_dir}/metrics.json)")
+    return 0
+
+
+def _print_parameter_counts(cfg) -> None:
+    import torch
+
+    from .data import build_dataset
+    from .data.toy import TOYS
+    from .methods import build_method
+    from .nets.build import count_parameters
+
+    if cfg.data.source in TOYS:
+        shape, classes = (2,), 0
+    else:
+        shape, classes = _image_shape(cfg)
+    with torch.device("meta"):
+        method = build_method(cfg, shape, classes)
+    counts = {k: count_parameters(v) for k, v in method.networks.items()}
+    print("# parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f" (data shape {tuple(shape)})")
+    del build_dataset
+
+
+def _image_shape(cfg):
+    """Data shape without reading the data when the config pins it; else peek at the dataset."""
+    known = {"cifar10": (3, 32, 32, 10), "imagenet64": (3, 64, 64, 1000), "digits": (1, 8, 8, 10),
+             "mnist": (1, 32, 32, 10)}
+    d = cfg.data
+    if d.source in known:
+        c, h, w, k = known[d.source]
+        res = d.resolution or h
+        return (d.channels or c, res, res), (k if d.conditional else 0)
+    from .data import build_dataset
+
+    ds = build_dataset(d)
+    return tuple(ds.shape), ds.num_classes if d.conditional else 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .plots import image_grid, samples_picture, save_picture
+    from .sampling import load_generator, sample
+
+    if args.n < 1:
+        raise ScoremixError("--n must be at least 1")
+    if not args.out.endswith((".png", ".npz")):
+        raise ScoremixError(f"--out '{args.out}' must end in .png (picture) or .npz (arrays)")
+    gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=args.ema, device=args.device)
+    if args.label is not None and not 0 <= args.label < max(classes, 1):
+        raise ScoremixError(f"--class {args.label} is out of range: this generator has "
+                            f"{'no classes' if classes == 0 else f'classes 0..{classes - 1}'}")
+    labels = None
+    if classes:
+        labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
+    x = sample(gen, args.n, shape, classes, seed=args.seed, labels=labels, device=args.device)
+    folder = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(folder, exist_ok=True)
+    if args.out.endswith(".npz"):
+        arrays = {"x": x.numpy()}
+        if labels is not None:
+            arrays["y"] = labels.numpy()
+        np.savez(args.out, **arrays)
+    else:
+        save_picture(image_grid(x) if x.ndim == 4 else samples_picture(x), args.out)
+    print(f"{args.n} samples ({which} weights, step {step}) -> {args.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from .evaluate import Evaluator, generate_samples
+    from .sampling import load_generator
+
+    results = {}
+    cfg = None
+    for variant in ("raw", "ema"):
+        gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=variant == "ema", device=args.device)
+        if which != variant:
+            continue
+        if "evaluator" not in locals():
+            evaluator = Evaluator(cfg.data, args.samples or cfg.eval.samples, cfg.eval.knn_k)
+        fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(args.device), seed=777)
+        results[variant] = evaluator(fake)
+        results["step"] = step
+    results["samples"] = evaluator.n
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .config import Config, all_keys
+    from .presets import PRESETS, get_preset
+
+    if args.show:
+        print(get_preset(args.show).to_yaml().rstrip())
+        return 0
+    if args.keys:
+        d = Config().to_dict()
+        for key in all_keys():
+            if key == "name":
+                continue
+            section, leaf = key.split(".")
+            print(f"{key} = {d[section][leaf]!r}")
+        return 0
+    for name, fn in PRESETS.items():
+        print(f"{name:18s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e or args.command != "train"]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    try:
+        return COMMANDS[args.command](args)
+    except ScoremixError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

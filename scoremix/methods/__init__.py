@@ -1,0 +1,13 @@
+"""Methods own their networks and say, per iteration, which losses are computed and which optimisers step."""
+
+from .base import Method, Phase
+from .smt import SMT
+
+
+def build_method(cfg, data_shape, num_classes):
+    if cfg.method.name == "smt":
+        return SMT(cfg, data_shape, num_classes)
+    raise ValueError(f"unknown method {cfg.method.name!r}")
+
+
+__all__ = ["Method", "Phase", "SMT", "build_method"]

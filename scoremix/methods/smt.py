@@ -1,0 +1,164 @@
+"""Score-of-Mixture Training from scratch (Sec. 3): a one-step generator, an amortized mixture-score
+network D(x_t; sigma, alpha) and an optional discriminator head on that network's bottleneck."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..alpha import make_alpha_sampler
+from ..noise import SigmaGrid
+from ..nets.build import build_backbone, build_head
+from ..objectives.diffusion import add_noise, denoising_loss
+from ..objectives.gan import discriminator_loss, generator_gan_loss
+from ..objectives.smt import generator_direction, mixture_denoisers, mixture_denoising_loss, surrogate_loss
+from ..precond import Denoiser, OneStepGenerator
+from .base import Method, Phase
+
+
+class Critic(nn.Module):
+    """The amortized score network plus the optional discriminator head, as one module so that one
+    DDP wrapper covers both and one forward call serves the score and the GAN losses."""
+
+    def __init__(self, denoiser: Denoiser, head: nn.Module | None):
+        super().__init__()
+        self.denoiser = denoiser
+        self.head = head
+
+    def forward(self, x, sigma, alpha, labels=None, with_logits: bool = False):
+        if not with_logits:
+            return self.denoiser(x, sigma, alpha=alpha, labels=labels)
+        denoised, feats = self.denoiser(x, sigma, alpha=alpha, labels=labels, return_features=True)
+        return denoised, self.head(feats.float())
+
+
+class SMT(Method):
+    def __init__(self, cfg, data_shape: tuple, num_classes: int = 0):
+        self.cfg = cfg
+        m = cfg.method
+        self.data_shape = tuple(data_shape)
+        self.num_classes = num_classes
+        self.sigma_data = cfg.data.sigma_data
+        self.grid = SigmaGrid(cfg.noise.grid, cfg.noise.sigma_min, cfg.noise.sigma_max, cfg.noise.rho)
+        self.gen_sigma_range = self.grid.generator_index_range(m.gen_sigma_fraction)
+        self.score_alpha = make_alpha_sampler(m.score_alpha)
+        self.gen_alpha = make_alpha_sampler(m.gen_alpha)
+
+        gen_backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
+        generator = OneStepGenerator(Denoiser(gen_backbone, self.sigma_data, alpha_input=False),
+                                     cfg.noise.sigma_max)
+        score_backbone = build_backbone(cfg.score, data_shape, num_classes, alpha_input=True)
+        head = build_head(score_backbone, m.head_hidden) if m.gan else None
+        critic = Critic(Denoiser(score_backbone, self.sigma_data, alpha_input=True), head)
+        self.networks = {"generator": generator, "critic": critic}
+        self.train_networks = dict(self.networks)
+
+    # -- schedule -------------------------------------------------------------------------------------
+    def optimizer_groups(self):
+        o = self.cfg.optim
+        return {
+            "generator": {"params": list(self.networks["generator"].parameters()), "lr": o.lr_gen,
+                          "schedule": o.gen_schedule},
+            "critic": {"params": list(self.networks["critic"].parameters()), "lr": o.lr_score,
+                       "schedule": o.score_schedule},
+        }
+
+    def plan(self, step: int) -> list[Phase]:
+        warmup = self.cfg.method.warmup_steps
+        if step < warmup:
+            return [Phase("warmup", "generator")]
+        phases = []
+        if (step - warmup) % self.cfg.method.gen_every == 0:
+            phases.append(Phase("generator", "generator"))
+        phases.append(Phase("critic", "critic"))
+        return phases
+
+    def optimizer_steps(self, name: str, total_iterations: int) -> int:
+        warmup = min(self.cfg.method.warmup_steps, total_iterations)
+        rest = total_iterations - warmup
+        if name == "critic":
+            return rest
+        return warmup + (rest + self.cfg.method.gen_every - 1) // self.cfg.method.gen_every
+
+    # -- sampling -------------------------------------------------------------------------------------
+    def draw_labels(self, n: int, device) -> torch.Tensor | None:
+        if self.num_classes == 0:
+            return None
+        return torch.randint(0, self.num_classes, (n,)).to(device)
+
+    def generate(self, z, labels=None, generator_module=None):
+        module = generator_module if generator_module is not None else self.networks["generator"]
+        return module(z, labels=labels)
+
+    # -- losses ---------------------------------------------------------------------------------------
+    def loss(self, phase, batch, step):
+        x_real, labels = batch
+        if phase == "warmup":
+            return self._warmup_loss(x_real, labels)
+        if phase == "generator":
+            return self._generator_loss(x_real.shape[0], x_real.device)
+        if phase == "critic":
+            return self._critic_loss(x_real, labels)
+        raise ValueError(f"SMT has no phase {phase!r}")
+
+    def _warmup_loss(self, x_real, labels):
+        """Generator denoising warm-up (App. E.1): plain EDM DSM of the generator's denoiser."""
+        n, device = x_real.shape[0], x_real.device
+        sigma = self.grid.draw(n, device)
+        denoised = self.train_networks["generator"](add_noise(x_real, sigma), labels=labels, sigma=sigma)
+        loss = denoising_loss(denoised, x_real, sigma, self.sigma_data).mean()
+        return loss, {"loss_warmup": loss.detach()}
+
+    def _generator_loss(self, n, device):
+        """Eq. 6, 9, 10 (+ Eq. 11 when the GAN term is on)."""
+        m = self.cfg.method
+        labels = self.draw_labels(n, device)
+        z = torch.randn(n, *self.data_shape).to(device)
+        x = self.train_networks["generator"](z, labels=labels)
+        lo, hi = self.gen_sigma_range
+        sigma = self.grid.draw(n, device, lo=lo, hi=hi)
+        alpha = self.gen_alpha(n).to(device)
+        x_t = add_noise(x.detach(), sigma)
+        critic = self.networks["critic"]
+        d_fake, d_mix, d_real = mixture_denoisers(critic.denoiser, x_t, sigma, alpha, labels)
+        grad = generator_direction(x.detach(), d_fake, d_mix, d_real, sigma=sigma, alpha=alpha,
+                                   weighting=m.weighting)
+        loss = surrogate_loss(x, grad)
+        stats = {"loss_gen": loss.detach(), "gen_grad_rms": grad.pow(2).mean().sqrt().detach()}
+        if m.gan and m.gan_gen_weight > 0:
+            sigma_gan = self.grid.draw(n, device)
+            x_gan = add_noise(x, sigma_gan)
+            _, logits = critic(x_gan, sigma_gan, torch.full_like(alpha, 0.5), labels, with_logits=True)
+            gan = generator_gan_loss(logits, alpha, offset=m.gan_offset)
+            loss = loss + m.gan_gen_weight * gan
+            stats["loss_gen_gan"] = gan.detach()
+        return loss, stats
+
+    def _critic_loss(self, x_real, labels):
+        """Eq. 8 on real and fake samples in one batched call (+ the discriminator loss of Sec. 3.5)."""
+        m = self.cfg.method
+        n, device = x_real.shape[0], x_real.device
+        with torch.no_grad():
+            z = torch.randn(n, *self.data_shape).to(device)
+            x_fake = self.networks["generator"](z, labels=labels)
+        sigma = self.grid.draw(n, device)
+        alpha = self.score_alpha(n).to(device)
+        inputs = [add_noise(x_real, sigma), add_noise(x_fake, sigma)]
+        sigmas, alphas = [sigma, sigma], [alpha, alpha]
+        if m.gan:
+            sigma_gan = self.grid.draw(n, device)
+            inputs += [add_noise(x_real, sigma_gan), add_noise(x_fake, sigma_gan)]
+            sigmas += [sigma_gan, sigma_gan]
+            alphas += [torch.full_like(alpha, 0.5)] * 2
+        lab = None if labels is None else labels.repeat(len(inputs))
+        out = self.train_networks["critic"](torch.cat(inputs), torch.cat(sigmas), torch.cat(alphas), lab,
+                                            with_logits=m.gan)
+        denoised, logits = out if m.gan else (out, None)
+        d_real, d_fake = denoised[:n], denoised[n:2 * n]
+        loss = mixture_denoising_loss(d_real, x_real, d_fake, x_fake, alpha, sigma, self.sigma_data).mean()
+        stats = {"loss_score": loss.detach()}
+        if m.gan:
+            disc = discriminator_loss(logits[2 * n:3 * n], logits[3 * n:], alpha)
+            loss = loss + m.gan_disc_weight * disc
+            stats["loss_disc"] = disc.detach()
+        return loss, stats

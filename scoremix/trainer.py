@@ -1,0 +1,443 @@
+"""One generic trainer for any Method: single process on CPU/GPU or one process per GPU under torchrun.
+
+Run directory: config.yaml, stats.jsonl, metrics.json, generator.safetensors, checkpoints/state-*.pt,
+samples/*.png (and tb/ with TensorBoard on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import time
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from . import checkpoint as ckpt
+from .config import Config
+from .data import build_dataset, build_source, reference_samples
+from .distributed import DistInfo, all_reduce_mean, any_rank, barrier
+from .errors import CheckpointError, ConfigError, TrainingError
+from .evaluate import Evaluator, generate_samples
+from .methods import build_method
+from .nets.build import count_parameters
+from .plots import samples_picture, save_picture
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
+        if name == "cuda":
+            return torch.device("cuda", info.local_rank)
+    return torch.device(name)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up over `warmup` optimiser steps, then constant or cosine decay to 0 at `total`."""
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if schedule == "cosine":
+        progress = min(1.0, step / max(1, total))
+        return warm * 0.5 * (1 + math.cos(math.pi * progress))
+    return warm
+
+
+class EMA:
+    """Exponential moving average of a module's parameters and buffers, with the usual early ramp."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for e, p in zip(self.module.parameters(), module.parameters()):
+            e.lerp_(p.detach(), 1 - d)
+        for e, b in zip(self.module.buffers(), module.buffers()):
+            e.copy_(b)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "python_version": random.getstate()[0],
+             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: str, resume: str | None = None, info: DistInfo | None = None,
+                 echo=print):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.info = info or DistInfo()
+        self.echo = echo if self.info.is_main else (lambda *a, **k: None)
+        self.device = resolve_device(cfg.train.device, self.info)
+        self.ckpt_dir = os.path.join(run_dir, "checkpoints")
+        self.sample_dir = os.path.join(run_dir, "samples")
+        self._stop_signal: int | None = None
+        t = cfg.train
+        if cfg.data.batch_size % self.info.world_size:
+            raise ConfigError(f"data.batch_size={cfg.data.batch_size} is the global batch and must divide "
+                              f"evenly over {self.info.world_size} processes")
+        self.local_batch = cfg.data.batch_size // self.info.world_size
+        if self.info.is_main:
+            self._prepare_run_dir()
+
+        self.dataset = build_dataset(cfg.data)
+        self.source = build_source(cfg.data, self.local_batch, t.seed, self.info.rank, self.info.world_size,
+                                   dataset=self.dataset)
+        seed_everything(t.seed)  # identical initial weights on every rank
+        self.method = build_method(cfg, self.source.shape, self.source.num_classes).to(self.device)
+        if t.channels_last and len(self.source.shape) == 3:
+            for net in self.method.networks.values():
+                net.to(memory_format=torch.channels_last)
+        self.param_counts = {k: count_parameters(v) for k, v in self.method.networks.items()}
+        if self.info.enabled:
+            for name, net in self.method.networks.items():
+                if any(p.requires_grad for p in net.parameters()):
+                    self.method.train_networks[name] = DistributedDataParallel(
+                        net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                        broadcast_buffers=False)
+        groups = self.method.optimizer_groups()
+        o = cfg.optim
+        self.optimizers, self.schedulers, self.params = {}, {}, {}
+        for name, g in groups.items():
+            opt = torch.optim.AdamW(g["params"], lr=g["lr"], betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+            total = self.method.optimizer_steps(name, t.steps)
+            self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda k, total=total, sch=g["schedule"]: lr_factor(k, o.lr_warmup, total, sch))
+            self.optimizers[name] = opt
+            self.params[name] = g["params"]
+        self.ema_optimizer = "generator"
+        self.ema = EMA(self.method.networks[self.method.ema_network], t.ema) if t.ema > 0 else None
+        seed_everything(t.seed * 1009 + 1 + self.info.rank)  # ranks draw different noise
+        self.step = 0
+        self.skipped = 0
+        self.consecutive_skips = 0
+        self.elapsed = 0.0
+        self.evaluator = None
+        if resume:
+            self._resume(resume)
+
+    # -- run directory ------------------------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        try:
+            os.makedirs(self.ckpt_dir, exist_ok=True)
+            os.makedirs(self.sample_dir, exist_ok=True)
+            probe = os.path.join(self.run_dir, ".write-test")
+            with open(probe, "wb") as fh:
+                fh.write(b"ok")
+            os.unlink(probe)
+        except OSError as err:
+            raise TrainingError(f"cannot write to the output folder '{self.run_dir}' ({err.strerror}); "
+                                "pass --out to a writable folder") from None
+        free = shutil.disk_usage(self.run_dir).free
+        if free < 50 * 2**20:
+            raise TrainingError(f"only {free // 2**20} MiB free in '{self.run_dir}'; free some space or pass --out elsewhere")
+        ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
+
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "networks": {k: v.state_dict() for k, v in self.method.networks.items()},
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "ema_updates": self.ema.updates if self.ema else 0,
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
+            "rng": rng_state(),
+            "data": self.source.state_dict(),
+            "skipped": self.skipped,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "data_shape": list(self.source.shape),
+            "num_classes": self.source.num_classes,
+        }
+
+    def _resume(self, resume: str) -> None:
+        if resume == "latest":
+            found = ckpt.load_latest_valid(self.ckpt_dir, map_location="cpu")
+            if found is None:
+                self.echo(f"no checkpoint in {self.ckpt_dir}: starting from step 0")
+                return
+            path, state = found
+        else:
+            path = resume
+            state = ckpt.load_training_state(path, map_location="cpu")
+        try:
+            for name, net in self.method.networks.items():
+                net.load_state_dict(state["networks"][name])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.module.load_state_dict(state["ema"])
+                self.ema.updates = state["ema_updates"]
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+                self.schedulers[name].load_state_dict(state["schedulers"][name])
+        except (KeyError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0][:200]
+            raise CheckpointError(f"checkpoint '{path}' does not match this config's networks ({first}); "
+                                  "resume with the config the run was started with") from None
+        if self.info.world_size == 1:
+            set_rng_state(state["rng"])
+            self.source.load_state_dict(state["data"])
+        else:  # per-rank streams cannot be restored from rank 0's state; re-seed deterministically
+            seed_everything(self.cfg.train.seed * 1009 + 1 + self.info.rank + 7919 * state["step"])
+            self.source.load_state_dict(state["data"])
+        self.step = state["step"]
+        self.skipped = state["skipped"]
+        self.elapsed = state.get("elapsed", 0.0)
+        self._truncate_stats(self.step)
+        self.echo(f"resumed from {path} at step {self.step}")
+
+    def _truncate_stats(self, step: int) -> None:
+        """Drop log lines written after the checkpoint so stats.jsonl reads as one run."""
+        path = os.path.join(self.run_dir, "stats.jsonl")
+        if not self.info.is_main or not os.path.exists(path):
+            return
+        with open(path) as fh:
+            lines = [ln for ln in fh if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        ckpt.atomic_write_bytes(path, "".join(lines).encode())
+
+    def save_checkpoint(self) -> str | None:
+        if not self.info.is_main:
+            return None
+        path = os.path.join(self.ckpt_dir, f"state-{self.step:07d}.pt")
+        try:
+            ckpt.save_training_state(self._state(), path)
+            gen = self.method.networks["generator"]
+            ckpt.save_generator(os.path.join(self.run_dir, "generator.safetensors"), gen.state_dict(),
+                                self.ema.module.state_dict() if self.ema else None, self.cfg.to_dict(), self.step,
+                                data_shape=self.source.shape, num_classes=self.source.num_classes)
+        except OSError as err:
+            previous = ckpt.list_checkpoints(self.ckpt_dir)
+            keep = f"; the previous checkpoint {previous[-1]} is intact" if previous else ""
+            raise TrainingError(f"could not write checkpoint {path} ({err.strerror}){keep}; free disk space "
+                                "and resume with --resume latest") from None
+        ckpt.prune_checkpoints(self.ckpt_dir, self.cfg.train.keep_last, self.cfg.train.keep_every)
+        return path
+
+    # -- signals --------------------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # second signal: leave at once
+                raise SystemExit(128 + signum)
+            self._stop_signal = signum
+            self.echo(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
+                      "(send it again to exit at once)")
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        return previous
+
+    # -- one iteration --------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.cfg.train.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch) -> dict:
+        stats: dict[str, torch.Tensor] = {}
+        clip = self.cfg.optim.grad_clip
+        for phase in self.method.plan(self.step):
+            opt = self.optimizers[phase.optimizer]
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss, phase_stats = self.method.loss(phase.name, batch, self.step)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.params[phase.optimizer], clip if clip > 0 else float("inf"))
+            bad = not (torch.isfinite(loss).item() and torch.isfinite(norm).item())
+            if any_rank(bad, self.info, self.device):
+                self._nonfinite(phase.name, loss, norm)
+                opt.zero_grad(set_to_none=True)
+                stats[f"skipped_{phase.name}"] = torch.tensor(1.0)
+                continue
+            self.consecutive_skips = 0
+            opt.step()
+            self.schedulers[phase.optimizer].step()
+            if self.ema is not None and phase.optimizer == self.ema_optimizer:
+                self.ema.update(self.method.networks[self.method.ema_network])
+            stats.update(phase_stats)
+            stats[f"grad_norm_{phase.name}"] = norm.detach()
+        return stats
+
+    def _nonfinite(self, phase: str, loss, norm) -> None:
+        self.skipped += 1
+        self.consecutive_skips += 1
+        what = f"non-finite {'loss' if not torch.isfinite(loss).item() else 'gradient'} in the {phase} phase at step {self.step}"
+        last = ckpt.list_checkpoints(self.ckpt_dir) if self.info.is_main else []
+        keep = f"; the last good checkpoint is {last[-1]}" if last else ""
+        if self.cfg.train.nonfinite == "stop":
+            raise TrainingError(f"{what} (train.nonfinite=stop){keep}; lower the learning rate or use "
+                                "train.precision=fp32, then resume with --resume latest")
+        self.echo(f"warning: {what}; step skipped ({self.consecutive_skips} in a row)")
+        if self.consecutive_skips >= self.cfg.train.max_skips:
+            raise TrainingError(f"{self.consecutive_skips} consecutive non-finite steps (train.max_skips="
+                                f"{self.cfg.train.max_skips}){keep}; the run is diverging: lower the learning "
+                                "rates and resume with --resume latest")
+
+    # -- pictures and metrics -------------------------------------------------------------------------
+    def _generator_for_eval(self, ema: bool):
+        return self.ema.module if (ema and self.ema is not None) else self.method.networks["generator"]
+
+    def write_samples(self, tag: str) -> str:
+        shape, classes = self.source.shape, self.source.num_classes
+        n = 2000 if len(shape) == 1 else 64
+        labels = torch.arange(n) % classes if classes else None
+        fake = generate_samples(self._generator_for_eval(True), n, shape, classes, self.device, seed=2024,
+                                labels=labels)
+        real = self._reference_picture_data(n)
+        path = os.path.join(self.sample_dir, f"{tag}.png")
+        save_picture(samples_picture(fake, real, titles=(f"samples ({tag})", "data")), path)
+        return path
+
+    def _reference_picture_data(self, n: int) -> torch.Tensor:
+        if not hasattr(self, "_ref_pic"):
+            self._ref_pic = reference_samples(self.cfg.data, n, seed=99, dataset=self.dataset)
+        return self._ref_pic
+
+    def evaluate(self) -> dict:
+        if self.evaluator is None:
+            self.evaluator = Evaluator(self.cfg.data, self.cfg.eval.samples, self.cfg.eval.knn_k, dataset=self.dataset)
+        out = {}
+        variants = ["raw"] + (["ema"] if self.ema else [])
+        for variant in variants:
+            fake = generate_samples(self._generator_for_eval(variant == "ema"), self.evaluator.n,
+                                    self.source.shape, self.source.num_classes, self.device, seed=777)
+            out[variant] = self.evaluator(fake)
+        return out
+
+    # -- main loop ------------------------------------------------------------------------------------
+    def _log(self, record: dict, writer) -> None:
+        if not self.info.is_main:
+            return
+        with open(os.path.join(self.run_dir, "stats.jsonl"), "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    writer.add_scalar(k, v, record["step"])
+
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        writer = self._tensorboard() if (t.tensorboard and self.info.is_main) else None
+        previous_handlers = self._install_signal_handlers()
+        self.echo(f"run folder: {self.run_dir}")
+        self.echo("parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.param_counts.items()))
+        if self.info.is_main and self.step == 0:
+            self.write_samples("init")
+        bar = tqdm(total=t.steps, initial=self.step, disable=not (t.progress and self.info.is_main),
+                   dynamic_ncols=True, desc=self.cfg.name)
+        window: dict[str, torch.Tensor] = {}
+        window_n, window_start = 0, time.time()
+        preempted = False
+        try:
+            while self.step < t.steps:
+                if any_rank(self._stop_signal is not None, self.info, self.device):
+                    preempted = True
+                    break
+                start = time.time()
+                x, labels = self.source.next_batch()
+                batch = (x.to(self.device, non_blocking=True), None if labels is None else labels.to(self.device))
+                stats = self.train_step(batch)
+                self.step += 1
+                self.elapsed += time.time() - start
+                for k, v in stats.items():
+                    window[k] = window.get(k, 0) + v.detach().float()
+                window_n += 1
+                bar.update(1)
+                if t.log_every and self.step % t.log_every == 0 or self.step == t.steps:
+                    record = {"step": self.step, **{k: v / window_n for k, v in all_reduce_mean(window, self.info).items()}}
+                    record.update({"it_per_s": window_n / max(1e-9, time.time() - window_start),
+                                   "skipped_total": self.skipped,
+                                   **{f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()}})
+                    for k in list(record):
+                        if k.startswith("skipped_") and k != "skipped_total":
+                            record[k] = record[k] * window_n
+                    self._log(record, writer)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.startswith("loss")})
+                    window, window_n, window_start = {}, 0, time.time()
+                if self.info.is_main and t.sample_every and self.step % t.sample_every == 0 and self.step < t.steps:
+                    self.write_samples(f"step-{self.step:07d}")
+                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps and self.info.is_main:
+                    self._log({"step": self.step, **_flatten(self.evaluate(), "eval")}, writer)
+                if t.ckpt_every and self.step % t.ckpt_every == 0 and self.step < t.steps:
+                    self.save_checkpoint()
+                    barrier(self.info)
+        finally:
+            bar.close()
+            for sig, h in previous_handlers.items():
+                signal.signal(sig, h)
+        self.save_checkpoint()
+        barrier(self.info)
+        if preempted:
+            name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
+            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. Resume with:\n"
+                      f"  scoremix train --out {self.run_dir} --resume latest")
+            return {"preempted": True, "step": self.step}
+        result = {}
+        if self.info.is_main:
+            self.write_samples("final")
+            metrics = self.evaluate()
+            result = {"step": self.step, "train_seconds": round(self.elapsed, 1), "samples": self.evaluator.n,
+                      "config": self.cfg.name, **metrics}
+            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "metrics.json"),
+                                    json.dumps(result, indent=2).encode())
+            self.echo("metrics: " + json.dumps(metrics))
+        if writer is not None:
+            writer.close()
+        barrier(self.info)
+        return result
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("train.tensorboard=true needs TensorBoard: pip install 'scoremix[tensorboard]'") from None
+        return SummaryWriter(os.path.join(self.run_dir, "tb"))
+
+
+def _flatten(d: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}/{k}"))
+        else:
+            out[f"{prefix}/{k}"] = v
+    return out
