@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import re
 import tempfile
 import warnings
@@ -25,17 +26,28 @@ from .errors import CheckpointError
 STATE_FORMAT = "scoremix-training-state"
 STATE_VERSION = 1
 _STATE_RE = re.compile(r"state-(\d+)\.pt$")
+_TMP_PREFIX = ".tmp-"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file (mkstemp alone gives 0600)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a temporary file in the same folder, flush, fsync, then rename over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -49,6 +61,31 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def folder_error(folder: str, err: OSError) -> str:
+    """Why `folder` cannot be created or written, in words ('a_file' is a file, not a folder; Permission denied)."""
+    probe = os.path.abspath(folder)
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if os.path.exists(probe) and not os.path.isdir(probe):
+        return f"'{probe}' is a file, not a folder"
+    return err.strerror or str(err)
+
+
+def remove_stale_temp_files(folder: str) -> list[str]:
+    """Delete the temporary files that writes killed half-way left in `folder` (never a finished file)."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(folder), _TMP_PREFIX + "*")):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def _torch_bytes(obj) -> bytes:
@@ -66,23 +103,60 @@ def save_training_state(state: dict, path: str) -> None:
 
 
 def load_training_state(path: str, map_location="cpu") -> dict:
-    """Load and verify a training-state file; CheckpointError says what is wrong with it."""
+    """Load and verify a training-state file; CheckpointError says what is wrong with it.
+
+    Both the wrapper and the payload are read with weights_only=True, so a file can hold only tensors
+    and plain containers: a pickle that would import or call anything else is refused, never run."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint '{path}' is a folder; pass a state-*.pt file "
+                              "(or --resume latest with --out RUN_FOLDER)")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        wrapper = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, not a torch file
-        raise CheckpointError(f"checkpoint '{path}' is unreadable or truncated "
-                              f"({type(err).__name__}); resume from an earlier checkpoint") from None
+        wrapper = _torch_load(path, "cpu")
+    except pickle.UnpicklingError as err:  # weights_only refused it: a foreign or malicious pickle
+        raise CheckpointError(f"checkpoint '{path}' is not a tensors-only torch file "
+                              f"({_first_line(err)}); refusing to load it") from None
+    except Exception as err:  # truncated zip, not a torch file
+        raise CheckpointError(f"checkpoint '{path}' is unreadable or truncated (not a complete torch file: "
+                              f"{type(err).__name__}); use an earlier checkpoint") from None
     if not isinstance(wrapper, dict) or wrapper.get("format") != STATE_FORMAT:
         raise CheckpointError(f"'{path}' is not a scoremix training-state checkpoint")
-    payload = wrapper["payload"].numpy().tobytes()
-    if hashlib.sha256(payload).hexdigest() != wrapper["sha256"]:
+    digest, blob = wrapper.get("sha256"), wrapper.get("payload")
+    if not (isinstance(digest, str) and isinstance(blob, torch.Tensor) and blob.dtype == torch.uint8
+            and blob.ndim == 1):
+        raise CheckpointError(f"checkpoint '{path}' is damaged (no payload or checksum); "
+                              "resume from an earlier one")
+    payload = blob.numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != digest:
         raise CheckpointError(f"checkpoint '{path}' fails its checksum (corrupted); resume from an earlier one")
     try:
-        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+        state = _torch_load(io.BytesIO(payload), map_location)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"checkpoint '{path}' is not a tensors-only torch file "
+                              f"({_first_line(err)}); refusing to load it") from None
     except Exception as err:
         raise CheckpointError(f"checkpoint '{path}' payload is unreadable ({type(err).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint '{path}' payload is not a training state")
+    return state
+
+
+def _first_line(err: Exception) -> str:
+    """The gist of a weights_only refusal (torch's message runs over many lines)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for key in ("GLOBAL", "Unsupported", "unsupported"):
+        for line in lines:
+            if key in line:
+                return line[:160]
+    return type(err).__name__
+
+
+def _torch_load(source, map_location):
+    """torch.load(weights_only=True) without torch's pickle-protocol warnings on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(source, map_location=map_location, weights_only=True)
 
 
 def checkpoint_step(path: str) -> int:
@@ -96,13 +170,19 @@ def list_checkpoints(folder: str) -> list[str]:
     return sorted(paths, key=checkpoint_step)
 
 
-def load_latest_valid(folder: str, map_location="cpu") -> tuple[str, dict] | None:
-    """The newest checkpoint that loads and verifies; corrupt newer ones are reported and skipped."""
+def load_latest_valid(folder: str, map_location="cpu", report=None) -> tuple[str, dict] | None:
+    """The newest checkpoint that loads and verifies; corrupt newer ones are reported and skipped.
+
+    `report(message)` receives one line per skipped file (default: warnings.warn)."""
     for path in reversed(list_checkpoints(folder)):
         try:
             return path, load_training_state(path, map_location)
         except CheckpointError as err:
-            warnings.warn(f"skipping corrupt checkpoint: {err}", stacklevel=2)
+            message = f"skipping corrupt checkpoint: {err}"
+            if report is None:
+                warnings.warn(message, stacklevel=2)
+            else:
+                report(message)
     return None
 
 

@@ -135,6 +135,7 @@ def cmd_sample(args) -> int:
         raise ScoremixError("--n must be at least 1")
     if not args.out.endswith((".png", ".npz")):
         raise ScoremixError(f"--out '{args.out}' must end in .png (picture) or .npz (arrays)")
+    _make_output_folder(args.out, "--out")
     gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=args.ema, device=args.device)
     if args.label is not None and not 0 <= args.label < max(classes, 1):
         raise ScoremixError(f"--class {args.label} is out of range: this generator has "
@@ -143,17 +144,33 @@ def cmd_sample(args) -> int:
     if classes:
         labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
     x = sample(gen, args.n, shape, classes, seed=args.seed, labels=labels, device=args.device)
-    folder = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(folder, exist_ok=True)
-    if args.out.endswith(".npz"):
-        arrays = {"x": x.numpy()}
-        if labels is not None:
-            arrays["y"] = labels.numpy()
-        np.savez(args.out, **arrays)
-    else:
-        save_picture(image_grid(x) if x.ndim == 4 else samples_picture(x), args.out)
+    try:
+        if args.out.endswith(".npz"):
+            arrays = {"x": x.numpy()}
+            if labels is not None:
+                arrays["y"] = labels.numpy()
+            np.savez(args.out, **arrays)
+        else:
+            save_picture(image_grid(x) if x.ndim == 4 else samples_picture(x), args.out)
+    except OSError as err:
+        raise ScoremixError(f"cannot write --out '{args.out}' ({err.strerror or err}); "
+                            "free disk space or pick a writable folder") from None
     print(f"{args.n} samples ({which} weights, step {step}) -> {args.out}")
     return 0
+
+
+def _make_output_folder(path: str, option: str) -> None:
+    """Create the folder of an output file now, so that a bad path fails before any work is done."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        from .checkpoint import folder_error
+
+        raise ScoremixError(f"cannot create the folder of {option} '{path}' ({folder_error(folder, err)}); "
+                            "pick a writable folder") from None
+    if os.path.isdir(path):
+        raise ScoremixError(f"{option} '{path}' is a folder; pass a file name")
 
 
 def cmd_eval(args) -> int:
@@ -162,6 +179,10 @@ def cmd_eval(args) -> int:
     from .evaluate import Evaluator, generate_samples
     from .sampling import load_generator
 
+    if args.samples is not None and args.samples < 10:
+        raise ScoremixError(f"--samples must be at least 10 (nearest-neighbour metrics need them), got {args.samples}")
+    if args.json:
+        _make_output_folder(args.json, "--json")
     results = {}
     cfg = None
     for variant in ("raw", "ema"):
@@ -177,9 +198,11 @@ def cmd_eval(args) -> int:
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+        try:
+            with open(args.json, "w") as fh:
+                fh.write(text + "\n")
+        except OSError as err:
+            raise ScoremixError(f"cannot write --json '{args.json}' ({err.strerror or err})") from None
     return 0
 
 
@@ -203,6 +226,10 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets}
 
 
@@ -219,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     except ScoremixError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:  # the environment (disk, permissions) rather than the program: still one line
+        if args.debug:
+            raise
+        print(f"error: {_one_line(str(err))} (run with --debug for a traceback)", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

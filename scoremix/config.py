@@ -307,7 +307,7 @@ def validate(cfg: Config) -> None:
     d, m, o, t, n = cfg.data, cfg.method, cfg.optim, cfg.train, cfg.noise
     _check(d.source in _TOY_SOURCES + _IMAGE_SOURCES,
            f"data.source='{d.source}' is unknown; use one of {', '.join(_TOY_SOURCES + _IMAGE_SOURCES)}")
-    _check(d.source not in ("folder", "npz", "zip", "cifar10", "imagenet64") or d.path,
+    _check(d.source not in ("folder", "npz", "zip") or d.path,
            f"data.source={d.source} needs data.path=... (the dataset file or folder)")
     _check(d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size}")
     _check(d.sigma_data > 0, "data.sigma_data must be positive")

@@ -21,7 +21,7 @@ def resolve_checkpoint(path: str) -> str:
             return gen
         found = ckpt.list_checkpoints(os.path.join(path, "checkpoints"))
         if found:
-            return found[-1]
+            return found[-1]  # load_generator falls back to older ones if this one is corrupt
         raise CheckpointError(f"'{path}' holds no generator.safetensors and no checkpoints/state-*.pt; "
                               "pass a run folder made by `scoremix train`")
     if not os.path.exists(path):
@@ -35,16 +35,50 @@ def build_generator(cfg, data_shape: tuple, num_classes: int) -> OneStepGenerato
     return OneStepGenerator(Denoiser(backbone, cfg.data.sigma_data, alpha_input=False), cfg.noise.sigma_max)
 
 
+def check_device(name: str) -> torch.device:
+    """A torch.device for a --device option, or ConfigError when it is malformed or absent here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device '{name}' is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name} but no CUDA device is visible; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name} but MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device '{name}' is not supported; use cpu, cuda or cuda:N")
+    return device
+
+
 def load_generator(path: str, use_ema: bool = True, device="cpu"):
-    """(generator module in eval mode, Config, data_shape, num_classes, step, which) where which is 'ema' or 'raw'."""
+    """(generator module in eval mode, Config, data_shape, num_classes, step, which) where which is 'ema' or 'raw'.
+
+    A run folder without generator.safetensors gives its newest training state that loads and verifies."""
+    device = check_device(str(device))
+    folder = path if os.path.isdir(path) else None
     path = resolve_checkpoint(path)
     if path.endswith(".safetensors"):
         raw, ema, config, info = ckpt.load_generator(path)
         step, shape, classes = info["step"], info["data_shape"], info["num_classes"]
     else:
-        state = ckpt.load_training_state(path)
-        raw, ema, config = state["networks"]["generator"], state.get("ema"), state["config"]
-        step, shape, classes = state["step"], tuple(state["data_shape"]), state["num_classes"]
+        if folder is not None:
+            found = ckpt.load_latest_valid(os.path.join(folder, "checkpoints"), map_location="cpu")
+            if found is None:
+                raise CheckpointError(f"no checkpoint in '{folder}/checkpoints' loads and verifies; "
+                                      "they are all corrupt")
+            path, state = found
+        else:
+            state = ckpt.load_training_state(path)
+        try:
+            raw, ema, config = state["networks"]["generator"], state.get("ema"), state["config"]
+            step, shape, classes = int(state["step"]), tuple(state["data_shape"]), int(state["num_classes"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"'{path}' is not a complete training state (missing {err}); "
+                                  "pass a state-*.pt written by `scoremix train`") from None
     try:
         cfg = config_from_dict(config)
     except ConfigError as err:

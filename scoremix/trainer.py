@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import time
 
 import numpy as np
@@ -95,13 +96,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def _print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+REQUIRED_STATE_KEYS = ("step", "networks", "optimizers", "schedulers", "rng", "data", "skipped")
+
+
 class Trainer:
+    """`echo` prints progress (stdout); `warn` reports problems the run survives (stderr by default)."""
+
     def __init__(self, cfg: Config, run_dir: str, resume: str | None = None, info: DistInfo | None = None,
-                 echo=print):
+                 echo=print, warn=_print_warning):
         self.cfg = cfg
         self.run_dir = run_dir
         self.info = info or DistInfo()
         self.echo = echo if self.info.is_main else (lambda *a, **k: None)
+        self.warn = warn if self.info.is_main else (lambda *a, **k: None)
         self.device = resolve_device(cfg.train.device, self.info)
         self.ckpt_dir = os.path.join(run_dir, "checkpoints")
         self.sample_dir = os.path.join(run_dir, "samples")
@@ -144,7 +155,7 @@ class Trainer:
         seed_everything(t.seed * 1009 + 1 + self.info.rank)  # ranks draw different noise
         self.step = 0
         self.skipped = 0
-        self.consecutive_skips = 0
+        self.consecutive_skips: dict[str, int] = {}  # phase -> non-finite steps in a row
         self.elapsed = 0.0
         self.evaluator = None
         if resume:
@@ -159,13 +170,19 @@ class Trainer:
             with open(probe, "wb") as fh:
                 fh.write(b"ok")
             os.unlink(probe)
+            for folder in (self.run_dir, self.ckpt_dir, self.sample_dir):  # debris of killed writes
+                ckpt.remove_stale_temp_files(folder)
         except OSError as err:
-            raise TrainingError(f"cannot write to the output folder '{self.run_dir}' ({err.strerror}); "
-                                "pass --out to a writable folder") from None
+            raise TrainingError(f"cannot write to the output folder '{self.run_dir}' "
+                                f"({ckpt.folder_error(self.run_dir, err)}); pass --out to a writable folder") from None
         free = shutil.disk_usage(self.run_dir).free
         if free < 50 * 2**20:
             raise TrainingError(f"only {free // 2**20} MiB free in '{self.run_dir}'; free some space or pass --out elsewhere")
-        ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
+        try:
+            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
+        except OSError as err:
+            raise TrainingError(f"cannot write '{self.run_dir}/config.yaml' ({err.strerror}); "
+                                "free disk space or pass --out to a writable folder") from None
 
     def _state(self) -> dict:
         return {
@@ -186,14 +203,26 @@ class Trainer:
 
     def _resume(self, resume: str) -> None:
         if resume == "latest":
-            found = ckpt.load_latest_valid(self.ckpt_dir, map_location="cpu")
+            skipped: list[str] = []
+            found = ckpt.load_latest_valid(self.ckpt_dir, map_location="cpu", report=skipped.append)
             if found is None:
+                if skipped:  # never silently restart a run whose checkpoints are all damaged
+                    raise CheckpointError(f"none of the {len(skipped)} checkpoints in {self.ckpt_dir} loads (newest: "
+                                          f"{skipped[0].split(': ', 1)[1].split('; ')[0]}); restore one from a backup, or delete "
+                                          "them to start the run again from step 0")
                 self.echo(f"no checkpoint in {self.ckpt_dir}: starting from step 0")
+                self._truncate_stats(0)
                 return
+            for message in skipped:
+                self.warn(message)
             path, state = found
         else:
             path = resume
             state = ckpt.load_training_state(path, map_location="cpu")
+        missing = [k for k in REQUIRED_STATE_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"checkpoint '{path}' is not a complete training state (missing "
+                                  f"{', '.join(missing)}); resume from a state-*.pt written by `scoremix train`")
         try:
             for name, net in self.method.networks.items():
                 net.load_state_dict(state["networks"][name])
@@ -203,35 +232,49 @@ class Trainer:
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
                 self.schedulers[name].load_state_dict(state["schedulers"][name])
-        except (KeyError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0][:200]
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"checkpoint '{path}' does not match this config's networks ({first}); "
                                   "resume with the config the run was started with") from None
-        if self.info.world_size == 1:
-            set_rng_state(state["rng"])
-            self.source.load_state_dict(state["data"])
-        else:  # per-rank streams cannot be restored from rank 0's state; re-seed deterministically
-            seed_everything(self.cfg.train.seed * 1009 + 1 + self.info.rank + 7919 * state["step"])
-            self.source.load_state_dict(state["data"])
-        self.step = state["step"]
-        self.skipped = state["skipped"]
+        try:
+            if self.info.world_size == 1:
+                set_rng_state(state["rng"])
+                self.source.load_state_dict(state["data"])
+            else:  # per-rank streams cannot be restored from rank 0's state; re-seed deterministically
+                seed_everything(self.cfg.train.seed * 1009 + 1 + self.info.rank + 7919 * state["step"])
+                self.source.load_state_dict(state["data"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(f"checkpoint '{path}': its random-number or data-position state does not fit "
+                                  f"this run ({type(err).__name__}: {str(err)[:120]}); resume with the config "
+                                  "the run was started with") from None
+        self.step = int(state["step"])
+        self.skipped = int(state["skipped"])
         self.elapsed = state.get("elapsed", 0.0)
         self._truncate_stats(self.step)
         self.echo(f"resumed from {path} at step {self.step}")
 
     def _truncate_stats(self, step: int) -> None:
-        """Drop log lines written after the checkpoint so stats.jsonl reads as one run."""
+        """Drop log lines written after the checkpoint so stats.jsonl reads as one run; a line that a kill cut
+        short is dropped too."""
         path = os.path.join(self.run_dir, "stats.jsonl")
         if not self.info.is_main or not os.path.exists(path):
             return
+        kept = []
         with open(path) as fh:
-            lines = [ln for ln in fh if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        ckpt.atomic_write_bytes(path, "".join(lines).encode())
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("step", 0) <= step:
+                    kept.append(json.dumps(record) + "\n")
+        ckpt.atomic_write_bytes(path, "".join(kept).encode())
 
     def save_checkpoint(self) -> str | None:
         if not self.info.is_main:
             return None
         path = os.path.join(self.ckpt_dir, f"state-{self.step:07d}.pt")
+        previous = [p for p in ckpt.list_checkpoints(self.ckpt_dir) if p != path]
         try:
             ckpt.save_training_state(self._state(), path)
             gen = self.method.networks["generator"]
@@ -239,23 +282,25 @@ class Trainer:
                                 self.ema.module.state_dict() if self.ema else None, self.cfg.to_dict(), self.step,
                                 data_shape=self.source.shape, num_classes=self.source.num_classes)
         except OSError as err:
-            previous = ckpt.list_checkpoints(self.ckpt_dir)
-            keep = f"; the previous checkpoint {previous[-1]} is intact" if previous else ""
-            raise TrainingError(f"could not write checkpoint {path} ({err.strerror}){keep}; free disk space "
-                                "and resume with --resume latest") from None
+            keep = (f"; the previous checkpoint {previous[-1]} is intact" if previous
+                    else "; no earlier checkpoint exists")
+            raise TrainingError(f"could not write checkpoint {path} ({err.strerror or err}){keep}; free disk "
+                                f"space, then resume with: scoremix train --out {self.run_dir} --resume latest") from None
         ckpt.prune_checkpoints(self.ckpt_dir, self.cfg.train.keep_last, self.cfg.train.keep_every)
         return path
 
     # -- signals --------------------------------------------------------------------------------------
     def _install_signal_handlers(self):
+        """SIGTERM/SIGINT: finish the current step, save a checkpoint and stop; a second one exits at once.
+
+        The handler only sets a flag (printing from a signal handler can hit a reentrant write on stdout);
+        the loop reports the signal at the next step boundary."""
         previous = {}
 
         def handler(signum, frame):
             if self._stop_signal is not None:  # second signal: leave at once
                 raise SystemExit(128 + signum)
             self._stop_signal = signum
-            self.echo(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
-                      "(send it again to exit at once)")
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -282,11 +327,11 @@ class Trainer:
             norm = torch.nn.utils.clip_grad_norm_(self.params[phase.optimizer], clip if clip > 0 else float("inf"))
             bad = not (torch.isfinite(loss).item() and torch.isfinite(norm).item())
             if any_rank(bad, self.info, self.device):
-                self._nonfinite(phase.name, loss, norm)
                 opt.zero_grad(set_to_none=True)
+                self._nonfinite(phase.name, loss, norm)
                 stats[f"skipped_{phase.name}"] = torch.tensor(1.0)
                 continue
-            self.consecutive_skips = 0
+            self.consecutive_skips[phase.name] = 0
             opt.step()
             self.schedulers[phase.optimizer].step()
             if self.ema is not None and phase.optimizer == self.ema_optimizer:
@@ -296,19 +341,25 @@ class Trainer:
         return stats
 
     def _nonfinite(self, phase: str, loss, norm) -> None:
+        """Count a non-finite loss or gradient; stop (nonfinite=stop, or max_skips in a row of one phase).
+
+        Nothing is written here: the weights still hold the last finite update and the checkpoints on disk
+        are left as they are."""
         self.skipped += 1
-        self.consecutive_skips += 1
-        what = f"non-finite {'loss' if not torch.isfinite(loss).item() else 'gradient'} in the {phase} phase at step {self.step}"
+        run = self.consecutive_skips[phase] = self.consecutive_skips.get(phase, 0) + 1
+        what = (f"non-finite {'loss' if not torch.isfinite(loss).item() else 'gradient'} in the {phase} phase "
+                f"at step {self.step + 1}")
         last = ckpt.list_checkpoints(self.ckpt_dir) if self.info.is_main else []
-        keep = f"; the last good checkpoint is {last[-1]}" if last else ""
+        keep = (f"; the last good checkpoint is {last[-1]}" if last else "; no checkpoint was written yet")
+        resume = f"scoremix train --out {self.run_dir} --resume latest"
         if self.cfg.train.nonfinite == "stop":
             raise TrainingError(f"{what} (train.nonfinite=stop){keep}; lower the learning rate or use "
-                                "train.precision=fp32, then resume with --resume latest")
-        self.echo(f"warning: {what}; step skipped ({self.consecutive_skips} in a row)")
-        if self.consecutive_skips >= self.cfg.train.max_skips:
-            raise TrainingError(f"{self.consecutive_skips} consecutive non-finite steps (train.max_skips="
+                                f"train.precision=fp32, then resume with: {resume}")
+        self.warn(f"{what}; step skipped ({run} in a row, {self.skipped} in total)")
+        if run >= self.cfg.train.max_skips:
+            raise TrainingError(f"{run} consecutive non-finite {phase} steps (train.max_skips="
                                 f"{self.cfg.train.max_skips}){keep}; the run is diverging: lower the learning "
-                                "rates and resume with --resume latest")
+                                f"rates, then resume with: {resume}")
 
     # -- pictures and metrics -------------------------------------------------------------------------
     def _generator_for_eval(self, ema: bool):
@@ -353,11 +404,47 @@ class Trainer:
                     writer.add_scalar(k, v, record["step"])
 
     def fit(self) -> dict:
-        from tqdm import tqdm
-
         t = self.cfg.train
         writer = self._tensorboard() if (t.tensorboard and self.info.is_main) else None
         previous_handlers = self._install_signal_handlers()
+        try:  # signals stay deferred until the last checkpoint is on disk
+            preempted = self._loop(writer)
+            self.save_checkpoint()
+            barrier(self.info)
+        except OSError as err:  # stats line, sample picture, ...: the disk or folder went bad mid-run
+            raise self._write_failure(err) from None
+        finally:
+            for sig, h in previous_handlers.items():
+                signal.signal(sig, h)
+        if preempted:
+            name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
+            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. Resume with:\n"
+                      f"  scoremix train --out {self.run_dir} --resume latest")
+            return {"preempted": True, "step": self.step}
+        result = {}
+        if self.info.is_main:
+            try:
+                self.write_samples("final")
+                metrics = self.evaluate()
+                result = {"step": self.step, "train_seconds": round(self.elapsed, 1), "samples": self.evaluator.n,
+                          "config": self.cfg.name, **metrics}
+                ckpt.atomic_write_bytes(os.path.join(self.run_dir, "metrics.json"),
+                                        json.dumps(result, indent=2).encode())
+            except OSError as err:
+                raise TrainingError(f"training finished and its checkpoint is saved, but writing the final "
+                                    f"samples/metrics failed ({err.strerror or err}); free disk space and run "
+                                    f"`scoremix eval --checkpoint {self.run_dir}`") from None
+            self.echo("metrics: " + json.dumps(metrics))
+        if writer is not None:
+            writer.close()
+        barrier(self.info)
+        return result
+
+    def _loop(self, writer) -> bool:
+        """Train until cfg.train.steps; True when a signal stopped it early."""
+        from tqdm import tqdm
+
+        t = self.cfg.train
         self.echo(f"run folder: {self.run_dir}")
         self.echo("parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.param_counts.items()))
         if self.info.is_main and self.step == 0:
@@ -366,12 +453,13 @@ class Trainer:
                    dynamic_ncols=True, desc=self.cfg.name)
         window: dict[str, torch.Tensor] = {}
         window_n, window_start = 0, time.time()
-        preempted = False
         try:
             while self.step < t.steps:
                 if any_rank(self._stop_signal is not None, self.info, self.device):
-                    preempted = True
-                    break
+                    name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal"
+                    self.echo(f"\n{name} received: saving a checkpoint at step {self.step} and stopping "
+                              "(send it again to exit at once)")
+                    return True
                 start = time.time()
                 x, labels = self.source.next_batch()
                 batch = (x.to(self.device, non_blocking=True), None if labels is None else labels.to(self.device))
@@ -402,28 +490,15 @@ class Trainer:
                     barrier(self.info)
         finally:
             bar.close()
-            for sig, h in previous_handlers.items():
-                signal.signal(sig, h)
-        self.save_checkpoint()
-        barrier(self.info)
-        if preempted:
-            name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
-            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. Resume with:\n"
-                      f"  scoremix train --out {self.run_dir} --resume latest")
-            return {"preempted": True, "step": self.step}
-        result = {}
-        if self.info.is_main:
-            self.write_samples("final")
-            metrics = self.evaluate()
-            result = {"step": self.step, "train_seconds": round(self.elapsed, 1), "samples": self.evaluator.n,
-                      "config": self.cfg.name, **metrics}
-            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "metrics.json"),
-                                    json.dumps(result, indent=2).encode())
-            self.echo("metrics: " + json.dumps(metrics))
-        if writer is not None:
-            writer.close()
-        barrier(self.info)
-        return result
+        return False
+
+    def _write_failure(self, err: OSError) -> TrainingError:
+        last = ckpt.list_checkpoints(self.ckpt_dir) if self.info.is_main else []
+        keep = f"; the last checkpoint {last[-1]} is intact" if last else "; no checkpoint was written yet"
+        where = f" '{err.filename}'" if err.filename else ""
+        return TrainingError(f"cannot write{where} at step {self.step} ({err.strerror or err}){keep}; free disk "
+                             f"space or fix the folder, then resume with: scoremix train --out {self.run_dir} "
+                             "--resume latest")
 
     def _tensorboard(self):
         try:
