@@ -198,7 +198,7 @@ def _coerce(value, hint, key: str):
 
 
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, all_keys() + list(_leaf_paths()), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, all_keys() + list(_leaf_paths()) + list(_SECTION_TYPES), n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else "; run `scoremix presets --keys` to list them"
     return ConfigError(f"unknown config key '{key}'{hint}")
 

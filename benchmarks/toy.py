@@ -1,0 +1,98 @@
+"""Toy benchmark: SMT on ring8 (seeds 0, 1, 2), grid25 and swissroll with their presets.
+
+    python benchmarks/toy.py [--jobs 2] [--threads 1] [--out benchmarks/results]
+
+Each run is `scoremix train --config PRESET seed=S` in its own process; the script collects the runs'
+metrics.json (raw and EMA generator), their training time, and a picture of every run's samples next to
+the data, and writes toy.json, toy.md and toy.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+RUNS = [("ring8", 0), ("ring8", 1), ("ring8", 2), ("grid25", 0), ("swissroll", 0)]
+SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision", "knn_recall"]
+
+
+def train(preset: str, seed: int, work: str, threads: int, extra: list[str]) -> dict:
+    out = os.path.join(work, f"{preset}-seed{seed}")
+    cmd = [sys.executable, "-m", "scoremix", "train", "--config", preset, f"seed={seed}", "progress=false",
+           "--out", out, *extra]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.time()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.time() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    return {"preset": preset, "seed": seed, "command": "scoremix train " + " ".join(cmd[4:-2]),
+            "wall_seconds": round(wall, 1), "train_seconds": metrics["train_seconds"], "steps": metrics["step"],
+            "raw": metrics["raw"], "ema": metrics["ema"], "picture": os.path.join(out, "samples", "final.png")}
+
+
+def write_picture(results: list[dict], path: str) -> None:
+    from PIL import Image, ImageDraw
+
+    pics = [Image.open(r["picture"]).convert("RGB") for r in results]
+    width, height = max(p.width for p in pics), sum(p.height + 24 for p in pics)
+    canvas = Image.new("RGB", (width, height), "white")
+    y = 0
+    for r, p in zip(results, pics):
+        ImageDraw.Draw(canvas).text((6, y + 6), f"{r['preset']} seed {r['seed']} (EMA generator, left) vs data (right)",
+                                    fill=(0, 0, 0))
+        canvas.paste(p, (0, y + 24))
+        y += p.height + 24
+    canvas.save(path)
+
+
+def fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--work", default="runs/toy-benchmark")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("extra", nargs="*", help="key=value overrides for every run")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    start = time.time()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda ps: train(ps[0], ps[1], args.work, args.threads, args.extra), RUNS))
+    report = {"command": "python benchmarks/toy.py " + " ".join(sys.argv[1:]),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                          "jobs_in_parallel": args.jobs, "threads_per_run": args.threads},
+              "total_seconds": round(time.time() - start, 1), "runs": results}
+    import torch
+
+    report["machine"]["torch"] = torch.__version__
+    write_picture(results, os.path.join(args.out, "toy.png"))
+    for r in results:
+        r["picture"] = os.path.relpath(r["picture"])
+    with open(os.path.join(args.out, "toy.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    lines = [f"Command: `{report['command']}` — {report['machine']['cpus']} CPUs, {args.jobs} run(s) at a time, "
+             f"{args.threads} thread(s) each, torch {torch.__version__}", "",
+             "| run | weights | train s | " + " | ".join(SHOWN) + " |", "|---|---|---|" + "---|" * len(SHOWN)]
+    for r in results:
+        for variant in ("raw", "ema"):
+            row = [fmt(r[variant].get(k, "–")) for k in SHOWN]
+            lines.append(f"| {r['preset']} seed {r['seed']} | {variant} | {r['train_seconds']} | " + " | ".join(row) + " |")
+    with open(os.path.join(args.out, "toy.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
