@@ -66,6 +66,7 @@ class MethodConfig:
 class NoiseConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    generator_sigma: typing.Optional[float] = None  # sigma at which the generator D(sigma z; sigma) runs (None: sigma_max)
     rho: float = 7.0
     grid: int = 1000
 
@@ -344,6 +345,7 @@ def validate(cfg: Config) -> None:
     _check(m.gan_gen_weight >= 0 and m.gan_disc_weight >= 0, "method.gan_*_weight must be >= 0")
     _check(m.warmup_steps >= 0, "method.warmup_steps must be >= 0")
     _check(0 < n.sigma_min < n.sigma_max, "noise: need 0 < sigma_min < sigma_max")
+    _check(n.generator_sigma is None or n.generator_sigma > 0, "noise.generator_sigma must be positive (or none)")
     _check(n.grid >= 10 and n.rho > 0, "noise.grid must be >= 10 and noise.rho > 0")
     _check(o.lr_gen > 0 and o.lr_score > 0, "optim.lr_gen and optim.lr_score must be positive")
     _check(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1/beta2 must lie in [0, 1)")

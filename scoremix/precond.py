@@ -80,6 +80,16 @@ class OneStepGenerator(nn.Module):
         return self.denoiser(z, sigma, labels=labels)
 
 
+def generator_sigma(cfg) -> float:
+    """The noise level at which the one-step generator runs: noise.generator_sigma, else sigma_max.
+
+    g(z) = c_skip sigma z + c_out F with c_skip sigma = sigma_data^2 sigma / (sigma^2 + sigma_data^2): a
+    linear leak of z into every sample that is small only when sigma >> sigma_data (0.003 for images at
+    sigma 80, but 0.36 for ring8 at sigma 5), so data with a small sigma_max want a larger generator sigma.
+    """
+    return float(cfg.noise.generator_sigma or cfg.noise.sigma_max)
+
+
 def log_snr_like(alpha: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """log(alpha / (1 - alpha)), clamped away from 0 and 1."""
     a = alpha.clamp(eps, 1 - eps)

@@ -47,20 +47,15 @@ def swissroll() -> Config:
 
 def digits() -> Config:
     """scikit-learn's 8x8 handwritten digits with small U-Nets."""
-    cfg = Config(name="digits")
-    cfg.data.source = "digits"
+    cfg = _cpu_images("digits", "digits")
     cfg.data.batch_size = 128
-    cfg.generator = NetConfig(arch="unet", channels=32, channel_mult=[1, 2], blocks=1)
-    cfg.score = NetConfig(arch="unet", channels=32, channel_mult=[1, 2], blocks=1)
-    cfg.noise.sigma_max = 80.0
+    cfg.generator.channels = cfg.score.channels = 32
+    cfg.generator.channel_mult = cfg.score.channel_mult = [1, 2]
+    cfg.method.gan = False
+    cfg.method.warmup_steps = 0
     cfg.optim.lr_gen = 1e-4
-    cfg.optim.lr_score = 5e-4
-    cfg.optim.lr_warmup = 200
     cfg.train.steps = 4000
-    cfg.train.sample_every = 1000
-    cfg.train.ckpt_every = 1000
-    cfg.train.log_every = 100
-    cfg.eval.samples = 2000
+    cfg.train.sample_every = cfg.train.ckpt_every = 1000
     return cfg
 
 

@@ -10,7 +10,7 @@ from . import checkpoint as ckpt
 from .config import config_from_dict
 from .errors import CheckpointError, ConfigError
 from .nets.build import build_backbone
-from .precond import Denoiser, OneStepGenerator
+from .precond import Denoiser, OneStepGenerator, generator_sigma
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -32,7 +32,7 @@ def resolve_checkpoint(path: str) -> str:
 
 def build_generator(cfg, data_shape: tuple, num_classes: int) -> OneStepGenerator:
     backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
-    return OneStepGenerator(Denoiser(backbone, cfg.data.sigma_data, alpha_input=False), cfg.noise.sigma_max)
+    return OneStepGenerator(Denoiser(backbone, cfg.data.sigma_data, alpha_input=False), generator_sigma(cfg))
 
 
 def check_device(name: str) -> torch.device:

@@ -12,7 +12,7 @@ from ..nets.build import build_backbone, build_head
 from ..objectives.diffusion import add_noise, denoising_loss
 from ..objectives.gan import discriminator_loss, generator_gan_loss
 from ..objectives.smt import generator_direction, mixture_denoisers, mixture_denoising_loss, surrogate_loss
-from ..precond import Denoiser, OneStepGenerator
+from ..precond import Denoiser, OneStepGenerator, generator_sigma
 from .base import Method, Phase
 
 
@@ -46,7 +46,7 @@ class SMT(Method):
 
         gen_backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
         generator = OneStepGenerator(Denoiser(gen_backbone, self.sigma_data, alpha_input=False),
-                                     cfg.noise.sigma_max)
+                                     generator_sigma(cfg))
         score_backbone = build_backbone(cfg.score, data_shape, num_classes, alpha_input=True)
         head = build_head(score_backbone, m.head_hidden) if m.gan else None
         critic = Critic(Denoiser(score_backbone, self.sigma_data, alpha_input=True), head)
