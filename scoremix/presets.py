@@ -63,9 +63,9 @@ def quickstart() -> Config:
     """The default: a few minutes on 2 CPU cores."""
     cfg = ring8()
     cfg.name = "quickstart"
-    cfg.train.steps = 10000
-    cfg.train.sample_every = 2500
-    cfg.train.ckpt_every = 2500
+    cfg.train.steps = 20000
+    cfg.train.sample_every = 5000
+    cfg.train.ckpt_every = 5000
     cfg.train.log_every = 250
     return cfg
 
