@@ -177,24 +177,18 @@ def cmd_eval(args) -> int:
     import torch
 
     from .evaluate import Evaluator, generate_samples
-    from .sampling import load_generator
+    from .sampling import load_generators
 
     if args.samples is not None and args.samples < 10:
         raise ScoremixError(f"--samples must be at least 10 (nearest-neighbour metrics need them), got {args.samples}")
     if args.json:
         _make_output_folder(args.json, "--json")
-    results = {}
-    cfg = None
-    for variant in ("raw", "ema"):
-        gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=variant == "ema", device=args.device)
-        if which != variant:
-            continue
-        if "evaluator" not in locals():
-            evaluator = Evaluator(cfg.data, args.samples or cfg.eval.samples, cfg.eval.knn_k)
+    generators, cfg, shape, classes, step = load_generators(args.checkpoint, device=args.device)
+    evaluator = Evaluator(cfg.data, args.samples or cfg.eval.samples, cfg.eval.knn_k)
+    results = {"step": step, "samples": evaluator.n}
+    for variant, gen in generators.items():
         fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(args.device), seed=777)
         results[variant] = evaluator(fake)
-        results["step"] = step
-    results["samples"] = evaluator.n
     text = json.dumps(results, indent=2)
     print(text)
     if args.json:

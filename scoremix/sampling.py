@@ -9,8 +9,7 @@ import torch
 from . import checkpoint as ckpt
 from .config import config_from_dict
 from .errors import CheckpointError, ConfigError
-from .nets.build import build_backbone
-from .precond import Denoiser, OneStepGenerator, generator_sigma
+from .nets.build import build_generator
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -28,11 +27,6 @@ def resolve_checkpoint(path: str) -> str:
         raise CheckpointError(f"checkpoint '{path}' does not exist; pass a run folder, a generator.safetensors "
                               "or a state-*.pt file")
     return path
-
-
-def build_generator(cfg, data_shape: tuple, num_classes: int) -> OneStepGenerator:
-    backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
-    return OneStepGenerator(Denoiser(backbone, cfg.data.sigma_data, alpha_input=False), generator_sigma(cfg))
 
 
 def check_device(name: str) -> torch.device:
@@ -54,8 +48,9 @@ def check_device(name: str) -> torch.device:
     return device
 
 
-def load_generator(path: str, use_ema: bool = True, device="cpu"):
-    """(generator module in eval mode, Config, data_shape, num_classes, step, which) where which is 'ema' or 'raw'.
+def load_generators(path: str, variants=("raw", "ema"), device="cpu"):
+    """({variant: generator module in eval mode}, Config, data_shape, num_classes, step), reading the
+    checkpoint once; a variant the file lacks (EMA off) is left out.
 
     A run folder without generator.safetensors gives its newest training state that loads and verifies."""
     device = check_device(str(device))
@@ -83,14 +78,26 @@ def load_generator(path: str, use_ema: bool = True, device="cpu"):
         cfg = config_from_dict(config)
     except ConfigError as err:
         raise CheckpointError(f"'{path}' carries an invalid config ({err})") from None
-    weights, which = (ema, "ema") if (use_ema and ema is not None) else (raw, "raw")
-    generator = build_generator(cfg, tuple(shape), classes)
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CheckpointError(f"'{path}': weights do not match the generator its config describes "
-                              f"({str(err).splitlines()[0][:160]})") from None
-    return generator.to(device).eval(), cfg, tuple(shape), classes, step, which
+    generators = {}
+    for which, weights in (("raw", raw), ("ema", ema)):
+        if which not in variants or weights is None:
+            continue
+        generator = build_generator(cfg, tuple(shape), classes)
+        try:
+            generator.load_state_dict(weights)
+        except RuntimeError as err:
+            raise CheckpointError(f"'{path}': weights do not match the generator its config describes "
+                                  f"({str(err).splitlines()[0][:160]})") from None
+        generators[which] = generator.to(device).eval()
+    return generators, cfg, tuple(shape), classes, step
+
+
+def load_generator(path: str, use_ema: bool = True, device="cpu"):
+    """(generator module in eval mode, Config, data_shape, num_classes, step, which) where which is 'ema'
+    or 'raw'; EMA weights fall back to raw ones when the run had no EMA."""
+    generators, cfg, shape, classes, step = load_generators(path, ("raw", "ema") if use_ema else ("raw",), device)
+    which = "ema" if "ema" in generators else "raw"
+    return generators[which], cfg, shape, classes, step, which
 
 
 @torch.no_grad()

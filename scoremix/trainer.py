@@ -325,7 +325,7 @@ class Trainer:
                 loss, phase_stats = self.method.loss(phase.name, batch, self.step)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(self.params[phase.optimizer], clip if clip > 0 else float("inf"))
-            bad = not (torch.isfinite(loss).item() and torch.isfinite(norm).item())
+            bad = not torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all().item()  # one sync
             if any_rank(bad, self.info, self.device):
                 opt.zero_grad(set_to_none=True)
                 self._nonfinite(phase.name, loss, norm)

@@ -8,11 +8,11 @@ from torch import nn
 
 from ..alpha import make_alpha_sampler
 from ..noise import SigmaGrid
-from ..nets.build import build_backbone, build_head
+from ..nets.build import build_backbone, build_generator, build_head
 from ..objectives.diffusion import add_noise, denoising_loss
 from ..objectives.gan import discriminator_loss, generator_gan_loss
 from ..objectives.smt import generator_direction, mixture_denoisers, mixture_denoising_loss, surrogate_loss
-from ..precond import Denoiser, OneStepGenerator, generator_sigma
+from ..precond import Denoiser
 from .base import Method, Phase
 
 
@@ -44,9 +44,7 @@ class SMT(Method):
         self.score_alpha = make_alpha_sampler(m.score_alpha)
         self.gen_alpha = make_alpha_sampler(m.gen_alpha)
 
-        gen_backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
-        generator = OneStepGenerator(Denoiser(gen_backbone, self.sigma_data, alpha_input=False),
-                                     generator_sigma(cfg))
+        generator = build_generator(cfg, data_shape, num_classes)
         score_backbone = build_backbone(cfg.score, data_shape, num_classes, alpha_input=True)
         head = build_head(score_backbone, m.head_hidden) if m.gan else None
         critic = Critic(Denoiser(score_backbone, self.sigma_data, alpha_input=True), head)

@@ -35,6 +35,14 @@ def build_backbone(net_cfg, data_shape: tuple, num_classes: int = 0, alpha_input
     raise ValueError(f"unknown arch {net_cfg.arch!r}")
 
 
+def build_generator(cfg, data_shape: tuple, num_classes: int = 0):
+    """The paper's one-step generator: a preconditioned denoiser (no alpha input) run at one noise level."""
+    from ..precond import Denoiser, OneStepGenerator, generator_sigma
+
+    backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
+    return OneStepGenerator(Denoiser(backbone, cfg.data.sigma_data, alpha_input=False), generator_sigma(cfg))
+
+
 def build_head(backbone: nn.Module, hidden: int) -> nn.Module:
     """Discriminator head on the backbone's bottleneck features."""
     if isinstance(backbone, MLPBackbone):
