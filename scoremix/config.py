@@ -38,6 +38,8 @@ class NetConfig:
     hidden: int = 256                # mlp: width
     depth: int = 3                   # mlp: hidden layers
     activation: str = "silu"         # mlp: silu | leaky_relu | relu
+    fourier_features: int = 0        # mlp: random Fourier features of the input (0: off)
+    fourier_scale: float = 1.0       # mlp: std of their frequencies, in cycles per unit of the scaled input
     channels: int = 32               # unet/ddpmpp/adm: base channels
     channel_mult: typing.List[int] = field(default_factory=lambda: [1, 2])
     blocks: int = 1                  # residual blocks per resolution
@@ -322,6 +324,8 @@ def validate(cfg: Config) -> None:
                f"{role}.arch='{net.arch}' is unknown; use mlp, unet, ddpmpp or adm")
         _check(net.hidden >= 1 and net.depth >= 1 and net.channels >= 1 and net.blocks >= 1,
                f"{role}: hidden, depth, channels and blocks must be positive")
+        _check(net.fourier_features >= 0 and net.fourier_features % 2 == 0 and net.fourier_scale > 0,
+               f"{role}: fourier_features must be an even number >= 0 and fourier_scale > 0")
         _check(net.activation in ("silu", "leaky_relu", "relu"),
                f"{role}.activation='{net.activation}' is unknown; use silu, leaky_relu or relu")
         _check(len(net.channel_mult) >= 1 and all(c >= 1 for c in net.channel_mult),

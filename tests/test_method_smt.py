@@ -76,4 +76,4 @@ def test_generator_loss_gradient_is_the_weighted_direction(tiny_cfg, tmp_path):
     from scoremix.objectives.smt import surrogate_loss
 
     surrogate_loss(x, grad).backward()
-    torch.testing.assert_close(x.grad, grad / x.numel(), rtol=0, atol=1e-9)
+    torch.testing.assert_close(x.grad, grad / x.numel(), rtol=1e-6, atol=1e-9)  # float32 rounding only

@@ -13,7 +13,8 @@ def build_backbone(net_cfg, data_shape: tuple, num_classes: int = 0, alpha_input
     dropout = net_cfg.dropout if dropout is None else dropout
     if net_cfg.arch == "mlp":
         return MLPBackbone(data_shape[0], hidden=net_cfg.hidden, depth=net_cfg.depth,
-                           activation=net_cfg.activation, num_classes=num_classes, alpha_input=alpha_input,
+                           activation=net_cfg.activation, fourier_features=net_cfg.fourier_features,
+                           fourier_scale=net_cfg.fourier_scale, num_classes=num_classes, alpha_input=alpha_input,
                            label_dropout=net_cfg.label_dropout)
     channels, resolution = data_shape[0], data_shape[-1]
     if net_cfg.arch == "unet":

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .embeddings import ConditionEmbedding
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU}
+
+
+class InputFourierFeatures(nn.Module):
+    """x -> [cos 2 pi B x, sin 2 pi B x] with fixed B ~ N(0, scale^2), num_features // 2 rows."""
+
+    def __init__(self, dim: int, num_features: int, scale: float):
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(dim, num_features // 2) * scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * (x.float() @ self.freqs)
+        return torch.cat([angles.cos(), angles.sin()], dim=1).to(x.dtype)
 
 
 class MLPBackbone(nn.Module):
@@ -17,8 +31,8 @@ class MLPBackbone(nn.Module):
     """
 
     def __init__(self, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
-                 emb_dim: int | None = None, num_classes: int = 0, alpha_input: bool = False,
-                 label_dropout: float = 0.0):
+                 fourier_features: int = 0, fourier_scale: float = 1.0, emb_dim: int | None = None,
+                 num_classes: int = 0, alpha_input: bool = False, label_dropout: float = 0.0):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
@@ -26,7 +40,10 @@ class MLPBackbone(nn.Module):
         self.dim = dim
         self.embed = ConditionEmbedding(emb_dim, noise_channels=64, num_classes=num_classes,
                                         alpha_input=alpha_input, label_dropout=label_dropout)
-        self.inp = nn.Linear(dim, hidden)
+        # Random Fourier features of the input (Tancik et al. 2020) let a small MLP form the sharp,
+        # many-cornered maps of multi-modal toys; the raw input is kept alongside them.
+        self.fourier = InputFourierFeatures(dim, fourier_features, fourier_scale) if fourier_features else None
+        self.inp = nn.Linear(dim + fourier_features, hidden)
         self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
         self.cond = nn.ModuleList(nn.Linear(emb_dim, hidden) for _ in range(depth))
         self.act = _ACTIVATIONS[activation]()
@@ -35,6 +52,8 @@ class MLPBackbone(nn.Module):
 
     def forward(self, x, c_noise, labels=None, c_alpha=None, return_bottleneck: bool = False):
         emb = self.embed(c_noise, labels, c_alpha)
+        if self.fourier is not None:
+            x = torch.cat([x, self.fourier(x)], dim=1)
         h = self.act(self.inp(x) + self.cond[0](emb))
         for layer, cond in zip(self.layers, self.cond[1:]):
             h = self.act(layer(h) + cond(emb))
