@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from scoremix.errors import ConfigError
-from scoremix.nets.mlp import InputFourierFeatures, MLPBackbone
+from scoremix.nets.embeddings import InputFourierFeatures
+from scoremix.nets.mlp import MLPBackbone
 from scoremix.sampling import load_generator
 from scoremix.trainer import Trainer
 
@@ -67,3 +68,8 @@ def test_frequencies_are_saved_with_the_generator(tiny_cfg, tmp_path):
 def test_bad_feature_settings_are_config_errors(tiny_cfg, key, value):
     with pytest.raises(ConfigError, match="fourier"):
         tiny_cfg(**{key: value})
+
+
+def test_module_refuses_an_odd_feature_count():
+    with pytest.raises(ValueError, match="even"):
+        InputFourierFeatures(dim=2, num_features=7, scale=1.0)

@@ -8,6 +8,10 @@ import torch
 from torch import nn
 
 
+def _cos_sin(angles: torch.Tensor) -> torch.Tensor:
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
 class PositionalEmbedding(nn.Module):
     """Sinusoidal embedding of a scalar (the noise level c_noise)."""
 
@@ -21,8 +25,7 @@ class PositionalEmbedding(nn.Module):
         half = self.num_channels // 2
         freqs = torch.arange(half, dtype=torch.float32, device=x.device) / half
         freqs = (1 / self.max_positions) ** freqs
-        angles = (x.float() * self.scale)[:, None] * freqs[None, :]
-        return torch.cat([angles.cos(), angles.sin()], dim=1)
+        return _cos_sin((x.float() * self.scale)[:, None] * freqs[None, :])
 
 
 class FourierEmbedding(nn.Module):
@@ -33,8 +36,21 @@ class FourierEmbedding(nn.Module):
         self.register_buffer("freqs", torch.randn(num_channels // 2) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = x.float()[:, None] * (2 * math.pi * self.freqs[None, :])
-        return torch.cat([angles.cos(), angles.sin()], dim=1)
+        return _cos_sin(x.float()[:, None] * (2 * math.pi * self.freqs[None, :]))
+
+
+class InputFourierFeatures(nn.Module):
+    """Random Fourier features of a vector (Tancik et al. 2020): x -> [cos 2 pi x B, sin 2 pi x B] with
+    fixed B ~ N(0, scale^2) of shape (dim, num_features / 2)."""
+
+    def __init__(self, dim: int, num_features: int, scale: float):
+        super().__init__()
+        if num_features <= 0 or num_features % 2:
+            raise ValueError(f"num_features must be a positive even number, got {num_features}")
+        self.register_buffer("freqs", torch.randn(dim, num_features // 2) * scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _cos_sin(2 * math.pi * (x.float() @ self.freqs)).to(x.dtype)
 
 
 class AlphaEmbedding(nn.Module):

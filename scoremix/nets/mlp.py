@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .embeddings import ConditionEmbedding
+from .embeddings import ConditionEmbedding, InputFourierFeatures
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU}
-
-
-class InputFourierFeatures(nn.Module):
-    """x -> [cos 2 pi B x, sin 2 pi B x] with fixed B ~ N(0, scale^2), num_features // 2 rows."""
-
-    def __init__(self, dim: int, num_features: int, scale: float):
-        super().__init__()
-        self.register_buffer("freqs", torch.randn(dim, num_features // 2) * scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        angles = 2 * math.pi * (x.float() @ self.freqs)
-        return torch.cat([angles.cos(), angles.sin()], dim=1).to(x.dtype)
 
 
 class MLPBackbone(nn.Module):
