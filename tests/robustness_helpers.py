@@ -163,6 +163,13 @@ def start_reference(workdir: str, steps: int = STEPS) -> TrainProcess:
     return TrainProcess(os.path.join(workdir, "reference"), steps)
 
 
+def finish_and_compare(resumed: "TrainProcess", reference: "TrainProcess") -> list[str]:
+    """Let both runs end, then list how the resumed run differs from the reference (empty: bitwise equal)."""
+    resumed.finish()
+    reference.finish()
+    return compare_runs(resumed.run_dir, reference.run_dir)
+
+
 def kill_resume_experiment(workdir: str, reference: TrainProcess, kills: int = 5, steps: int = STEPS,
                            seed: int = 0) -> dict:
     """SIGKILL a training process at `kills` random steps, resuming with --resume latest each time, then let
@@ -191,9 +198,7 @@ def kill_resume_experiment(workdir: str, reference: TrainProcess, kills: int = 5
                         "step_reached": reached, "resumed_from": resume_from, "steps_lost": reached - resume_from})
         start = resume_from
     last = TrainProcess(run, steps, resume=True, tag="final")
-    last.finish()
-    reference.finish()
-    diffs = compare_runs(run, reference.run_dir)
+    diffs = finish_and_compare(last, reference)
     return {
         "kills": records,
         "kills_survived": sum(r["exit_code"] == -signal.SIGKILL for r in records),
@@ -219,9 +224,7 @@ def sigterm_experiment(workdir: str, reference: TrainProcess, at_step: int = 8, 
     reached, saved = last_logged_step(run), newest_checkpoint_step(run)
     state = ckpt.load_training_state(ckpt.list_checkpoints(os.path.join(run, "checkpoints"))[-1])
     resumed = TrainProcess(run, steps, resume=True, tag="after-sigterm")
-    resumed.finish()
-    reference.finish()
-    diffs = compare_runs(run, reference.run_dir)
+    diffs = finish_and_compare(resumed, reference)
     return {
         "exit_code": code,
         "resume_hint": next((ln.strip() for ln in out.splitlines() if "--resume latest" in ln), None),
