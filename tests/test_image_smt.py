@@ -38,6 +38,25 @@ def test_few_smt_steps_on_digits(arch, tmp_path):
     assert x.shape == (3, 1, 8, 8) and torch.isfinite(x).all()
 
 
+@pytest.mark.parametrize("preset", ["mnist-smt", "mnist-smt-cond"])
+def test_mnist_presets_run_their_three_phases_at_28x28(preset, tmp_path):
+    """The CPU MNIST recipe: warm-up at the generator's sigma 2.5, critic-only iterations, then SMT."""
+    cfg = load_config(preset, SMALL["unet"] + [
+        "batch_size=4", "progress=false", "sample_every=0", "ckpt_every=0", "log_every=1", "eval.samples=20",
+        "optim.lr_warmup=0", "method.warmup_steps=2", "method.critic_warmup_steps=2", "gen_every=3", "steps=6"])
+    assert (cfg.noise.generator_sigma, cfg.method.warmup_sigma) == (2.5, "generator")
+    tr = Trainer(cfg, str(tmp_path / preset))
+    assert tr.source.shape == (1, 28, 28) and tr.source.num_classes == (10 if preset.endswith("cond") else 0)
+    assert tr.method.networks["generator"].sigma_max == 2.5
+    phases = []
+    while tr.step < 6:
+        phases.append([p.name for p in tr.method.plan(tr.step)])
+        stats = tr.train_step(tr.source.next_batch())
+        assert all(torch.isfinite(v).all() for v in stats.values())
+        tr.step += 1
+    assert phases == [["warmup"], ["warmup"], ["critic"], ["critic"], ["generator", "critic"], ["critic"]]
+
+
 def test_full_run_on_an_npz_folder_writes_image_grids(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "imgs.npz"
