@@ -70,8 +70,8 @@ def digit_scores(probs: torch.Tensor, threshold: float = 0.9) -> dict:
     probs = probs.double()
     top = probs.max(dim=1).values
     counts = torch.bincount(probs.argmax(dim=1), minlength=probs.shape[1]).double()
-    hist = counts / counts.sum()
-    label_entropy = -(hist[hist > 0] * hist[hist > 0].log()).sum()
+    freq = counts[counts > 0] / counts.sum()
+    label_entropy = -(freq * freq.log()).sum()
     marginal = probs.mean(dim=0)
     kl = (probs * (probs.clamp_min(1e-30).log() - marginal.clamp_min(1e-30).log())).sum(dim=1)
     return {
