@@ -19,3 +19,7 @@ class CheckpointError(ScoremixError):
 
 class TrainingError(ScoremixError):
     pass
+
+
+class TeacherError(ScoremixError):
+    """A teacher file that cannot be loaded safely or is not understood."""
