@@ -17,19 +17,21 @@ import yaml
 from .errors import ConfigError
 
 _TOY_SOURCES = ("ring8", "grid25", "swissroll")
+_VECTOR_SOURCES = ("points",)
 _IMAGE_SOURCES = ("digits", "mnist", "folder", "npz", "zip", "cifar10", "imagenet64")
 
 
 @dataclass
 class DataConfig:
-    source: str = "ring8"            # ring8 | grid25 | swissroll | digits | mnist | folder | npz | zip | cifar10 | imagenet64
-    path: typing.Optional[str] = None   # file or folder for folder/npz/zip/cifar10/imagenet64
+    source: str = "ring8"            # ring8 | grid25 | swissroll | points | digits | mnist | folder | npz | zip | cifar10 | imagenet64
+    path: typing.Optional[str] = None   # file or folder for points/folder/npz/zip/cifar10/imagenet64
     resolution: typing.Optional[int] = None  # resize/pad images to this size (None: native)
     channels: typing.Optional[int] = None    # convert images to 1 or 3 channels (None: native)
     conditional: bool = False        # train class-conditionally on the dataset's labels
     flip: bool = False               # random horizontal flips
     batch_size: int = 256            # GLOBAL batch: split evenly over the ranks
     sigma_data: float = 0.5          # data standard deviation used by EDM preconditioning
+    standardize: str = "global"      # points: none | global (centre, one scale) | per_dim (centre, scale each coordinate)
 
 
 @dataclass
@@ -310,9 +312,9 @@ def validate(cfg: Config) -> None:
     from .alpha import make_alpha_sampler
 
     d, m, o, t, n = cfg.data, cfg.method, cfg.optim, cfg.train, cfg.noise
-    _check(d.source in _TOY_SOURCES + _IMAGE_SOURCES,
-           f"data.source='{d.source}' is unknown; use one of {', '.join(_TOY_SOURCES + _IMAGE_SOURCES)}")
-    _check(d.source not in ("folder", "npz", "zip") or d.path,
+    sources = _TOY_SOURCES + _VECTOR_SOURCES + _IMAGE_SOURCES
+    _check(d.source in sources, f"data.source='{d.source}' is unknown; use one of {', '.join(sources)}")
+    _check(d.source not in ("points", "folder", "npz", "zip") or d.path,
            f"data.source={d.source} needs data.path=... (the dataset file or folder)")
     _check(d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size}")
     _check(d.sigma_data > 0, "data.sigma_data must be positive")
@@ -320,6 +322,10 @@ def validate(cfg: Config) -> None:
     _check(d.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {d.channels}")
     _check(not (d.conditional and d.source in _TOY_SOURCES),
            f"data.conditional=true needs labelled images; data.source={d.source} has no labels")
+    _check(d.standardize in ("none", "global", "per_dim"),
+           f"data.standardize='{d.standardize}' is unknown; use none, global or per_dim")
+    _check(not (d.source in _VECTOR_SOURCES and (d.flip or d.resolution or d.channels)),
+           "data.flip, data.resolution and data.channels are for images; data.source=points takes none of them")
     for role in ("generator", "score"):
         net: NetConfig = getattr(cfg, role)
         _check(net.arch in ("mlp", "unet", "ddpmpp", "adm"),
@@ -333,8 +339,8 @@ def validate(cfg: Config) -> None:
         _check(len(net.channel_mult) >= 1 and all(c >= 1 for c in net.channel_mult),
                f"{role}.channel_mult must be a non-empty list of positive integers")
         _check(0 <= net.dropout < 1 and 0 <= net.label_dropout < 1, f"{role}: dropouts must lie in [0, 1)")
-        is_toy = d.source in _TOY_SOURCES
-        _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; 2-D data uses arch=mlp")
+        is_toy = d.source in _TOY_SOURCES + _VECTOR_SOURCES
+        _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; vector data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
     _check(m.name == "smt", f"method.name='{m.name}' is unknown; available: smt")

@@ -43,6 +43,7 @@ class Evaluator:
             self.held_out = reference_samples(data_cfg, n, seed + 2)
         else:
             dataset = dataset if dataset is not None else build_dataset(data_cfg)
+            self.mixture = getattr(dataset, "mixture", None)  # a points file that names its mixture
             half = min(n, len(dataset) // 2)
             both = reference_samples(data_cfg, 2 * half, seed, dataset=dataset)
             perm = torch.randperm(both.shape[0], generator=torch.Generator().manual_seed(seed))

@@ -67,7 +67,14 @@ def toy_bounds(reference: torch.Tensor, margin: float = 0.15) -> tuple[float, fl
 
 
 def samples_picture(samples: torch.Tensor, reference: torch.Tensor | None = None, titles=("samples", "data")) -> Image.Image:
-    """A picture of samples (scatter for 2-D vectors, grid for images), next to the data when given."""
+    """A picture of samples (scatter for vectors: their first two coordinates; grid for images), next to
+    the data when given."""
+    if samples.ndim == 2 and samples.shape[1] > 2:
+        samples = samples[:, :2]
+        reference = reference[:, :2] if reference is not None else None
+    if samples.ndim == 2 and samples.shape[1] == 1:  # 1-D points: against a zero second axis
+        samples = torch.cat([samples, torch.zeros_like(samples)], 1)
+        reference = torch.cat([reference, torch.zeros_like(reference)], 1) if reference is not None else None
     if samples.ndim == 2 and samples.shape[1] == 2:
         bounds = toy_bounds(reference if reference is not None else samples)
         pics = [scatter_image(samples, bounds, title=titles[0])]

@@ -126,6 +126,9 @@ class Trainer:
             self._prepare_run_dir()
 
         self.dataset = build_dataset(cfg.data)
+        if self.info.is_main and hasattr(self.dataset, "transform_record"):  # points: how they were standardised
+            ckpt.atomic_write_bytes(os.path.join(run_dir, "data_transform.json"),
+                                    json.dumps(self.dataset.transform_record(), indent=1).encode())
         self.source = build_source(cfg.data, self.local_batch, t.seed, self.info.rank, self.info.world_size,
                                    dataset=self.dataset)
         seed_everything(t.seed)  # identical initial weights on every rank

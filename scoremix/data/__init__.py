@@ -87,6 +87,10 @@ def build_dataset(data_cfg):
     """The finite image dataset named by a DataConfig (None for toy sources)."""
     if data_cfg.source in TOYS:
         return None
+    if data_cfg.source == "points":
+        from .points import PointsDataset
+
+        return PointsDataset(data_cfg.path, standardize=data_cfg.standardize, use_labels=data_cfg.conditional)
     from .images import load_image_dataset
 
     return load_image_dataset(data_cfg.source, path=data_cfg.path, resolution=data_cfg.resolution,
