@@ -66,6 +66,8 @@ class MethodConfig:
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
     warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
+    disc_noise: str = "none"         # gan baseline: the discriminator sees clean data (none) or data noised at grid sigmas (grid)
+    r1_gamma: float = 0.0            # gan baseline: R1 penalty weight on real data (0: off)
 
 
 @dataclass
@@ -343,7 +345,9 @@ def validate(cfg: Config) -> None:
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; vector data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
-    _check(m.name == "smt", f"method.name='{m.name}' is unknown; available: smt")
+    _check(m.name in ("smt", "gan"), f"method.name='{m.name}' is unknown; available: smt, gan (the non-saturating GAN baseline)")
+    _check(m.disc_noise in ("none", "grid"), f"method.disc_noise='{m.disc_noise}' is unknown; use none or grid")
+    _check(m.r1_gamma >= 0, "method.r1_gamma must be >= 0")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")
     make_alpha_sampler(m.score_alpha)
     gen_sampler = make_alpha_sampler(m.gen_alpha)

@@ -190,6 +190,29 @@ def digits_smt() -> Config:
     return cfg
 
 
+def _gan_baseline(cfg: Config, name: str) -> Config:
+    """The non-saturating GAN on the networks of an SMT preset: the score network becomes the
+    discriminator, the generator is unchanged; one discriminator step per generator step."""
+    cfg.name = name
+    cfg.method.name = "gan"
+    cfg.method.gan = False
+    cfg.method.gen_every = 1
+    cfg.method.warmup_steps = cfg.method.critic_warmup_steps = 0
+    return cfg
+
+
+def ring8_gan() -> Config:
+    """Baseline: a non-saturating GAN with ring8's networks and learning rates."""
+    return _gan_baseline(ring8(), "ring8-gan")
+
+
+def mnist_gan() -> Config:
+    """Baseline: a non-saturating GAN with mnist-smt's networks and learning rates, R1 penalty 0.1."""
+    cfg = _gan_baseline(mnist_smt(), "mnist-gan")
+    cfg.method.r1_gamma = 0.1
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "quickstart": quickstart,
     "ring8": ring8,
@@ -201,6 +224,8 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "mnist-smt-cond": mnist_smt_cond,
     "cifar10-smt": cifar10_smt,
     "imagenet64-smt": imagenet64_smt,
+    "ring8-gan": ring8_gan,
+    "mnist-gan": mnist_gan,
 }
 
 

@@ -7,6 +7,10 @@ from .smt import SMT
 def build_method(cfg, data_shape, num_classes):
     if cfg.method.name == "smt":
         return SMT(cfg, data_shape, num_classes)
+    if cfg.method.name == "gan":
+        from .gan import GAN
+
+        return GAN(cfg, data_shape, num_classes)
     raise ValueError(f"unknown method {cfg.method.name!r}")
 
 
