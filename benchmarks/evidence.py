@@ -1,0 +1,400 @@
+"""Evidence for the paper's claims at small scale, side by side with the baselines (one command).
+
+    python benchmarks/evidence.py --budget tiny  [--out DIR] [--questions 1,2,...] [--plan]
+    python benchmarks/evidence.py --budget small [--out DIR]
+
+Questions (results under DIR/qN-*/, one JSON each, plus DIR/summary.md and PNG plots):
+  1 swissroll   paper App. E.2 setting: SMT with / without the GAN term, alpha = 1 only (the DMD limit),
+                alpha in {0, 1} only, SMD from the analytic and from a trained teacher, the non-saturating
+                GAN, and the EDM teacher at 1, 4 and 35 Heun steps
+  2 coverage    ring8, grid25 and a 10x-unbalanced mixture read from a .npy file (data.source=points):
+                the full alpha range against alpha = 1 alone
+  3 ablations   (Fig. 2b) adaptive vs DMD weight, GAN term on/off, paper vs code alpha sampler,
+                generator update every 1 / 2 / 5 iterations; ring8 and MNIST 5k
+  4 stability   learning rates x1/3, x1, x3 for SMT, DMD and the GAN baseline on ring8 and MNIST 5k;
+                divergence flags and loss curves
+  5 one-vs-many MNIST 5k: SMT, SMD, DMD, GAN and the EDM teacher at 1-35 Heun steps, with CPU times
+
+Every run is `python -m scoremix train ...` in a subprocess (so the evidence is what a user gets) and
+its metrics are read from the run folder. Each result JSON holds the exact commands, seeds, versions and
+wall times. Budgets: `smoke` (plumbing only, seconds), `tiny` (< 15 min on 2 cores), `small` (< 3 h).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BUDGETS = {
+    # toy_steps / mnist_steps: training iterations of one toy / MNIST run; teacher_*: diffusion teachers
+    "smoke": dict(toy_steps=20, mnist_steps=4, toy_teacher_steps=20, mnist_teacher_steps=4, seeds=[0],
+                  stability_seeds=[0], eval_samples=200, digit_samples=100, mnist_questions=True),
+    "tiny": dict(toy_steps=1200, mnist_steps=60, toy_teacher_steps=1500, mnist_teacher_steps=150, seeds=[0],
+                 stability_seeds=[0], eval_samples=2000, digit_samples=500, mnist_questions=True),
+    "small": dict(toy_steps=4000, mnist_steps=900, toy_teacher_steps=6000, mnist_teacher_steps=3000,
+                  seeds=[0, 1, 2], stability_seeds=[0, 1, 2], eval_samples=5000, digit_samples=2000,
+                  mnist_questions=True),
+}
+
+# The swiss-roll setting of App. E.2: 2-layer MLPs of width 128 with leaky ReLU, batch 256, AdamW,
+# lr 1e-5 for the generator and 1e-4 for the score model / discriminator.
+PAPER_TOY_NETS = ["generator.hidden=128", "generator.depth=2", "generator.activation=leaky_relu",
+                  "generator.fourier_features=0", "score.hidden=128", "score.depth=2",
+                  "score.activation=leaky_relu", "score.fourier_features=0", "data.batch_size=256",
+                  "optim.lr_gen=1e-5", "optim.lr_score=1e-4"]
+SWISSROLL = ["data.source=swissroll", "data.sigma_data=1.5"]
+
+
+def _versions() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "platform": platform.platform()}
+
+
+class Runner:
+    """Runs training / evaluation commands, caching finished runs so an interrupted suite resumes."""
+
+    def __init__(self, out: str, budget: dict, dry: bool = False):
+        self.out, self.budget, self.dry = out, budget, dry
+        self.planned: list[str] = []
+
+    def _run(self, cmd: list[str], log: str) -> tuple[int, float]:
+        self.planned.append(" ".join(shlex.quote(c) for c in cmd))
+        if self.dry:
+            return 0, 0.0
+        start = time.time()
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        with open(log, "w") as fh:
+            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        return rc, time.time() - start
+
+    def train(self, name: str, preset: str, overrides: list[str], seed: int, steps: int) -> dict:
+        """One training run; returns its record (command, wall time, metrics, training-curve summary)."""
+        folder = os.path.join(self.out, "runs", f"{name}-s{seed}")
+        record_path = os.path.join(folder, "evidence.json")
+        if os.path.isfile(record_path):
+            with open(record_path) as fh:
+                return json.load(fh)
+        overrides = list(overrides) + [f"train.seed={seed}", f"train.steps={steps}", "train.progress=off",
+                                       f"eval.samples={self.budget['eval_samples']}"]
+        cmd = [sys.executable, "-m", "scoremix", "train", "--config", preset, "--out", folder] + overrides
+        if not self.dry:
+            os.makedirs(folder, exist_ok=True)
+        rc, wall = self._run(cmd, os.path.join(folder, "train.log"))
+        record = {"name": name, "preset": preset, "seed": seed, "steps": steps, "overrides": overrides,
+                  "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1), "folder": folder}
+        if self.dry:
+            return record
+        record["metrics"] = _read_json(os.path.join(folder, "metrics.json"))
+        record["curves"] = training_curves(os.path.join(folder, "stats.jsonl"))
+        record["diverged"], record["why"] = diverged(record)
+        with open(record_path, "w") as fh:
+            json.dump(record, fh, indent=1)
+        return record
+
+    def evaluate_steps(self, name: str, run: dict, steps: int, seed: int) -> dict:
+        """The diffusion teacher of `run` sampled with `steps` Heun steps (2 steps - 1 evaluations)."""
+        out = os.path.join(self.out, "runs", f"{name}-s{seed}.json")
+        if os.path.isfile(out) and not self.dry:
+            with open(out) as fh:
+                return json.load(fh)
+        cmd = [sys.executable, "-m", "scoremix", "eval", "--checkpoint", run["folder"], "--steps", str(steps),
+               "--samples", str(self.budget["eval_samples"]), "--json", out + ".metrics"]
+        rc, wall = self._run(cmd, out + ".log")
+        record = {"name": name, "seed": seed, "heun_steps": steps, "evaluations": 2 * steps - 1,
+                  "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1)}
+        if not self.dry:
+            record["metrics"] = _read_json(out + ".metrics")
+            with open(out, "w") as fh:
+                json.dump(record, fh, indent=1)
+        return record
+
+    def digit_scores(self, name: str, run: dict, steps: int | None = None) -> dict:
+        """Digit-classifier scores of an MNIST run (benchmarks/mnist_digits.py)."""
+        out = os.path.join(self.out, "runs", f"{name}-digits{'' if steps is None else f'-h{steps}'}.json")
+        if os.path.isfile(out) and not self.dry:
+            with open(out) as fh:
+                return json.load(fh)
+        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mnist_digits.py"), run["folder"],
+               "--n", str(self.budget["digit_samples"]), "--out", out + ".raw", "--ema-only"]
+        if steps is not None:
+            cmd += ["--steps", str(steps)]
+        rc, wall = self._run(cmd, out + ".log")
+        record = {"name": name, "heun_steps": steps, "command": self.planned[-1], "returncode": rc,
+                  "wall_s": round(wall, 1)}
+        if not self.dry:
+            record["scores"] = _read_json(out + ".raw")
+            with open(out, "w") as fh:
+                json.dump(record, fh, indent=1)
+        return record
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def training_curves(stats_path: str) -> dict:
+    """Loss and gradient-norm series from stats.jsonl (one point per log_every)."""
+    series: dict[str, list] = {}
+    try:
+        with open(stats_path) as fh:
+            for line in fh:
+                row = json.loads(line)
+                for key, value in row.items():
+                    if key == "step" or key.startswith(("loss", "grad_norm", "skipped")):
+                        series.setdefault(key, []).append(value)
+    except (OSError, ValueError):
+        pass
+    return series
+
+
+def diverged(record: dict) -> tuple[bool, str]:
+    """A run diverged when it failed, skipped non-finite steps, ended with non-finite metrics, had a
+    gradient-norm spike (a logged norm above 20x the median of the run), or collapsed (a known mixture
+    with at most one mode covered)."""
+    if record["returncode"] != 0:
+        return True, f"exit code {record['returncode']}"
+    curves = record.get("curves") or {}
+    if any(v for v in curves.get("skipped_total", [])):
+        return True, "non-finite steps were skipped"
+    for key, values in curves.items():
+        if key.startswith("grad_norm") and len(values) >= 5:
+            arr = np.asarray(values, dtype=float)
+            if not np.isfinite(arr).all():
+                return True, f"{key} not finite"
+            median = float(np.median(arr))
+            if median > 0 and arr.max() > 20 * median:
+                return True, f"{key} spiked to {arr.max():.3g} (median {median:.3g})"
+    metrics = (record.get("metrics") or {}).get("ema") or (record.get("metrics") or {}).get("raw") or {}
+    if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values()):
+        return True, "non-finite metrics"
+    if metrics.get("num_modes", 0) > 1 and metrics.get("modes_covered", 2) <= 1:
+        return True, "collapsed to one mode"
+    return False, ""
+
+
+# -- questions ------------------------------------------------------------------------------------------
+def q1_swissroll(r: Runner) -> dict:
+    b = r.budget
+    steps = b["toy_steps"]
+    base = SWISSROLL + PAPER_TOY_NETS
+    variants = {
+        "smt": ("swissroll", base),
+        "smt-no-gan": ("swissroll", base + ["method.gan=false"]),
+        "alpha-1-only": ("swissroll", base + ["method.gen_alpha=constant:1"]),
+        "alpha-0-1-only": ("swissroll", base + ["method.gen_alpha=constant:1", "method.score_alpha=endpoints"]),
+        "gan": ("ring8-gan", base),
+        "smd-analytic": ("ring8-smd", base + ["method.teacher=analytic"]),
+    }
+    runs = {name: [r.train(f"q1-{name}", preset, ov, s, steps) for s in b["seeds"]]
+            for name, (preset, ov) in variants.items()}
+    teachers = [r.train("q1-edm-teacher", "ring8-edm", SWISSROLL + ["score.hidden=128", "score.depth=2",
+                                                                     "score.activation=leaky_relu",
+                                                                     "score.fourier_features=0"],
+                        s, b["toy_teacher_steps"]) for s in b["seeds"]]
+    runs["smd-trained-teacher"] = [r.train("q1-smd-trained-teacher", "ring8-smd",
+                                           base + [f"method.teacher={t['folder']}"], s, steps)
+                                   for s, t in zip(b["seeds"], teachers)]
+    for k in (1, 4, 35):
+        runs[f"edm-{k}-steps"] = [r.evaluate_steps(f"q1-edm-h{k}", t, k, s) for s, t in zip(b["seeds"], teachers)]
+    return {"runs": runs, "teacher_runs": teachers}
+
+
+def _unbalanced_mixture(out: str) -> str:
+    """Two components whose weights differ 10x, written as a user's .npz (points + the mixture)."""
+    path = os.path.join(out, "unbalanced.npz")
+    if not os.path.isfile(path):
+        rng = np.random.default_rng(0)
+        means = np.array([[-2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+        weights = np.array([10.0, 1.0, 10.0]) / 21
+        comp = rng.choice(3, size=20000, p=weights)
+        x = means[comp] + 0.15 * rng.standard_normal((20000, 2))
+        np.savez(path, x=x, means=means, stds=0.15, weights=weights)
+    return path
+
+
+def q2_coverage(r: Runner) -> dict:
+    b = r.budget
+    data = {"ring8": ("ring8", []), "grid25": ("grid25", []),
+            "unbalanced": ("ring8", ["data.source=points", f"data.path={_unbalanced_mixture(r.out)}",
+                                     "data.standardize=none", "data.sigma_data=1.4"])}
+    runs = {}
+    for dname, (preset, ov) in data.items():
+        for label, extra in (("full-alpha", []), ("alpha-1-only", ["method.gen_alpha=constant:1"])):
+            runs[f"{dname}/{label}"] = [r.train(f"q2-{dname}-{label}", preset, ov + extra, s, b["toy_steps"])
+                                        for s in b["seeds"]]
+    return {"runs": runs}
+
+
+def q3_ablations(r: Runner) -> dict:
+    b = r.budget
+    variants = {"preset": [], "dmd-weight": ["method.weighting=dmd"], "no-gan": ["method.gan=false"],
+                "code-alpha": ["method.score_alpha=code"], "gen-every-1": ["method.gen_every=1"],
+                "gen-every-5": ["method.gen_every=5"]}
+    runs = {f"ring8/{k}": [r.train(f"q3-ring8-{k}", "ring8", ov, s, b["toy_steps"]) for s in b["seeds"]]
+            for k, ov in variants.items()}
+    if b["mnist_questions"]:
+        for k, ov in variants.items():
+            runs[f"mnist/{k}"] = [r.train(f"q3-mnist-{k}", "mnist-smt", ov, 0, b["mnist_steps"])]
+    return {"runs": runs}
+
+
+def _lr_overrides(preset: str, factor: float) -> list[str]:
+    sys.path.insert(0, ROOT)
+    from scoremix.presets import get_preset
+
+    o = get_preset(preset).optim
+    return [f"optim.lr_gen={o.lr_gen * factor:.3g}", f"optim.lr_score={o.lr_score * factor:.3g}"]
+
+
+def q4_stability(r: Runner) -> dict:
+    b = r.budget
+    runs = {}
+    for preset in ("ring8", "ring8-dmd", "ring8-gan"):
+        for factor in (1 / 3, 1, 3):
+            key = f"{preset}/lr-x{factor:.2g}"
+            runs[key] = [r.train(f"q4-{preset}-x{factor:.2g}", preset, _lr_overrides(preset, factor), s,
+                                 b["toy_steps"]) for s in b["stability_seeds"]]
+    if b["mnist_questions"]:
+        for factor in (1 / 3, 1, 3):
+            runs[f"mnist-smt/lr-x{factor:.2g}"] = [r.train(f"q4-mnist-x{factor:.2g}", "mnist-smt",
+                                                           _lr_overrides("mnist-smt", factor), 0, b["mnist_steps"])]
+    return {"runs": runs}
+
+
+def q5_one_vs_many(r: Runner) -> dict:
+    b = r.budget
+    teacher = r.train("q5-mnist-edm", "mnist-edm", [], 0, b["mnist_teacher_steps"])
+    runs = {"smt": [r.train("q5-mnist-smt", "mnist-smt", [], 0, b["mnist_steps"])],
+            "gan": [r.train("q5-mnist-gan", "mnist-gan", [], 0, b["mnist_steps"])],
+            "smd": [r.train("q5-mnist-smd", "mnist-smd", [f"method.teacher={teacher['folder']}"], 0, b["mnist_steps"])],
+            "dmd": [r.train("q5-mnist-dmd", "mnist-dmd", [f"method.teacher={teacher['folder']}"], 0, b["mnist_steps"])]}
+    digits = {k: r.digit_scores(f"q5-{k}", v[0]) for k, v in runs.items()}
+    for k in (1, 2, 4, 8, 18, 35):
+        digits[f"edm-{k}-steps"] = r.digit_scores("q5-mnist-edm", teacher, steps=k)
+    return {"runs": runs, "teacher_runs": [teacher], "digits": digits}
+
+
+QUESTIONS = {1: ("swissroll", q1_swissroll), 2: ("coverage", q2_coverage), 3: ("ablations", q3_ablations),
+             4: ("stability", q4_stability), 5: ("one-vs-many", q5_one_vs_many)}
+
+
+# -- tables and plots -----------------------------------------------------------------------------------
+TABLE_KEYS = ("precision", "modes_covered", "mode_kl", "energy_distance", "knn_precision", "knn_recall")
+
+
+def summarise(records: list[dict]) -> dict:
+    """Mean and spread (min..max) over seeds of the EMA metrics (raw when there is no EMA)."""
+    out = {"seeds": len(records), "diverged": sum(bool(r.get("diverged")) for r in records),
+           "wall_s": float(np.mean([r.get("wall_s", 0.0) for r in records]))}
+    for key in TABLE_KEYS:
+        vals = []
+        for rec in records:
+            m = rec.get("metrics") or {}
+            m = m.get("ema") or m.get("raw") or {}
+            if isinstance(m.get(key), (int, float)):
+                vals.append(float(m[key]))
+        if vals:
+            out[key] = {"mean": float(np.mean(vals)), "min": float(np.min(vals)), "max": float(np.max(vals))}
+    return out
+
+
+def markdown_table(result: dict) -> str:
+    rows = ["| variant | seeds | diverged | wall s | " + " | ".join(TABLE_KEYS) + " |",
+            "|---|---|---|---|" + "---|" * len(TABLE_KEYS)]
+    for name, records in result["runs"].items():
+        s = summarise(records)
+        cells = []
+        for key in TABLE_KEYS:
+            v = s.get(key)
+            cells.append("–" if v is None else (f"{v['mean']:.3f}" if s["seeds"] == 1 else
+                                                 f"{v['mean']:.3f} ({v['min']:.3f}–{v['max']:.3f})"))
+        rows.append(f"| {name} | {s['seeds']} | {s['diverged']} | {s['wall_s']:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def plot_curves(result: dict, path: str, key_prefix: str = "loss") -> None:
+    """One panel per variant: the loss curves of every seed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    names = [n for n, recs in result["runs"].items() if any(r.get("curves") for r in recs)]
+    if not names:
+        return
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for rec in result["runs"][name]:
+            curves = rec.get("curves") or {}
+            for key, values in curves.items():
+                if key.startswith(key_prefix) and len(values) == len(curves.get("step", [])):
+                    ax.plot(curves["step"], values, lw=0.8, label=f"{key} s{rec['seed']}")
+        ax.set_title(name, fontsize=8)
+        ax.set_yscale("symlog")
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="tiny")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "evidence"))
+    parser.add_argument("--questions", default="1,2,3,4,5", help="comma list of question numbers")
+    parser.add_argument("--plan", action="store_true", help="print the commands without running them")
+    args = parser.parse_args(argv)
+    budget = BUDGETS[args.budget]
+    os.makedirs(args.out, exist_ok=True)
+    runner = Runner(args.out, budget, dry=args.plan)
+    command = "python benchmarks/evidence.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    summary = [f"# Evidence ({args.budget} budget)", "", f"Command: `{command}`", "",
+               f"Machine: {_versions()['machine']}, torch {_versions()['torch']}", ""]
+    for q in (int(x) for x in args.questions.split(",")):
+        title, fn = QUESTIONS[q]
+        start = time.time()
+        result = fn(runner)
+        if args.plan:
+            continue
+        result.update({"question": q, "title": title, "budget": args.budget, "budget_settings": budget,
+                       "command": command, "versions": _versions(), "wall_s": round(time.time() - start, 1)})
+        stem = os.path.join(args.out, f"q{q}-{title}")
+        with open(stem + ".json", "w") as fh:
+            json.dump(result, fh, indent=1)
+        plot_curves(result, stem + "-curves.png")
+        summary += [f"## Q{q}: {title}", "", markdown_table(result), ""]
+        print(f"q{q} {title}: {result['wall_s']:.0f} s", flush=True)
+    if args.plan:
+        print("\n".join(runner.planned))
+        print(f"# {len(runner.planned)} commands")
+        return 0
+    with open(os.path.join(args.out, "summary.md"), "w") as fh:
+        fh.write("\n".join(summary) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
