@@ -128,31 +128,38 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
 
 def ddpm_betas(num_train_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02,
-               beta_schedule: str = "linear", trained_betas=None) -> np.ndarray:
-    """beta_1..beta_N (float64) of a discrete DDPM schedule as diffusers' schedulers define it:
-    linear: evenly spaced; scaled_linear: evenly spaced in sqrt(beta), squared; squaredcos_cap_v2: the
-    cosine schedule of Nichol & Dhariwal (2021), alpha_bar(t) = cos^2((t + 0.008)/1.008 pi/2), each beta
-    capped at 0.999; sigmoid: sigmoid(linspace(-6, 6)) rescaled to [beta_start, beta_end]."""
+               beta_schedule: str = "linear", trained_betas=None) -> torch.Tensor:
+    """beta_1..beta_N of a discrete DDPM schedule as diffusers' schedulers define it, in float32 as they
+    compute it (the values the model was trained with): linear: evenly spaced; scaled_linear: evenly
+    spaced in sqrt(beta), squared; squaredcos_cap_v2: the cosine schedule of Nichol & Dhariwal (2021),
+    alpha_bar(t) = cos^2((t + 0.008)/1.008 pi/2), each beta capped at 0.999; sigmoid:
+    sigmoid(linspace(-6, 6)) rescaled to [beta_start, beta_end]."""
     n = int(num_train_timesteps)
     if trained_betas is not None:
-        betas = np.asarray(trained_betas, dtype=np.float64)
+        betas = torch.tensor(trained_betas, dtype=torch.float32)
         if betas.ndim != 1 or len(betas) != n:
-            raise ValueError(f"trained_betas has {betas.size} entries, num_train_timesteps is {n}")
+            raise ValueError(f"trained_betas has {betas.numel()} entries, num_train_timesteps is {n}")
     elif beta_schedule == "linear":
-        betas = np.linspace(beta_start, beta_end, n, dtype=np.float64)
+        betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
     elif beta_schedule == "scaled_linear":
-        betas = np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), n, dtype=np.float64) ** 2
+        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, n, dtype=torch.float32) ** 2
     elif beta_schedule == "squaredcos_cap_v2":
         def alpha_bar(t):
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
-        betas = np.array([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)])
+        betas = torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)],
+                             dtype=torch.float32)
     elif beta_schedule == "sigmoid":
-        betas = 1 / (1 + np.exp(-np.linspace(-6, 6, n))) * (beta_end - beta_start) + beta_start
+        betas = torch.sigmoid(torch.linspace(-6, 6, n)) * (beta_end - beta_start) + beta_start
     else:
         raise ValueError(f"beta_schedule {beta_schedule!r} is not supported; use one of {', '.join(BETA_SCHEDULES)}")
-    if not (np.all(betas > 0) and np.all(betas < 1)):
+    if not (bool((betas > 0).all()) and bool((betas < 1).all())):
         raise ValueError("every beta must lie in (0, 1)")
     return betas
+
+
+def ddpm_alphas_cumprod(betas: torch.Tensor) -> np.ndarray:
+    """alpha_bar_t = prod_{s<=t} (1 - beta_s), accumulated in float32 as diffusers does; returned as float64."""
+    return torch.cumprod(1.0 - betas.float(), dim=0).double().numpy()
 
 
 def ddpm_sigmas(alphas_cumprod: np.ndarray) -> np.ndarray:
@@ -176,4 +183,4 @@ def timestep_from_sigma(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tens
 
 __all__ = ["PRECONDITIONINGS", "VPSchedule", "vp_sigma", "vp_sigma_inv", "vp_coefficients", "ve_coefficients",
            "precond_coefficients", "PreconditionedDenoiser", "make_denoiser", "BETA_SCHEDULES", "ddpm_betas",
-           "ddpm_sigmas", "timestep_from_sigma"]
+           "ddpm_alphas_cumprod", "ddpm_sigmas", "timestep_from_sigma"]
