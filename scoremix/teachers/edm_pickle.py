@@ -13,6 +13,10 @@ around its U-Net (`model`: SongUNet for DDPM++/NCSN++, DhariwalUNet for ADM), al
    parameter and buffer onto it by name and checks every shape (the unused augmentation embedding
    `map_augment` is dropped: EDM applies it only when augmentation labels are passed, never at sampling),
 4. wraps it in the preconditioning of the file (scoremix.precond_variants) and returns it frozen.
+
+The wrapper class is read from the file, never guessed from its name: in EDM's file names the suffix is the
+architecture family (vp = DDPM++, ve = NCSN++, adm = ADM); the `edm-*` files were trained with EDM's default
+--precond=edm (EDMPrecond), the `baseline-*-vp/ve` files (converted from Song et al.) use VPPrecond/VEPrecond.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def _state_value(record: PersistentRecord, key: str, default=None):
 def _model_kwargs(path: str, precond: PersistentRecord, model: PersistentRecord) -> dict:
     """The U-Net's constructor arguments: its own record, else what the wrapper passed on, else defaults."""
     defaults = _SONG_UNET_DEFAULTS if model.class_name == "SongUNet" else _DHARIWAL_UNET_DEFAULTS
+    if model.state.get("_init_args"):
+        _fail(path, f"{model.class_name} was built with positional arguments, which EDM never records; "
+                    "the architecture cannot be read safely")
     recorded = model.state.get("_init_kwargs")
     if not isinstance(recorded, dict):
         wrapper = precond.state.get("_init_kwargs")
