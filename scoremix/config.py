@@ -48,6 +48,7 @@ class NetConfig:
     attention: typing.List[int] = field(default_factory=list)  # resolutions with self-attention
     dropout: float = 0.0
     label_dropout: float = 0.0
+    precond: str = "edm"             # preconditioning of the denoiser: edm | vp | ve (vp/ve: published EDM teachers)
 
 
 @dataclass
@@ -341,11 +342,14 @@ def validate(cfg: Config) -> None:
         _check(len(net.channel_mult) >= 1 and all(c >= 1 for c in net.channel_mult),
                f"{role}.channel_mult must be a non-empty list of positive integers")
         _check(0 <= net.dropout < 1 and 0 <= net.label_dropout < 1, f"{role}: dropouts must lie in [0, 1)")
+        _check(net.precond in ("edm", "vp", "ve"), f"{role}.precond='{net.precond}' is unknown; use edm, vp or ve")
         is_toy = d.source in _TOY_SOURCES + _VECTOR_SOURCES
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; vector data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
     _check(m.name in ("smt", "gan"), f"method.name='{m.name}' is unknown; available: smt, gan (the non-saturating GAN baseline)")
+    _check(m.name != "smt" or cfg.score.precond == "edm",
+           f"score.precond={cfg.score.precond}: the SMT score network uses EDM preconditioning; set score.precond=edm")
     _check(m.disc_noise in ("none", "grid"), f"method.disc_noise='{m.disc_noise}' is unknown; use none or grid")
     _check(m.r1_gamma >= 0, "method.r1_gamma must be >= 0")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")

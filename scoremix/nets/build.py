@@ -11,6 +11,8 @@ from .unet import ConvHead, SmallUNet
 def build_backbone(net_cfg, data_shape: tuple, num_classes: int = 0, alpha_input: bool = False,
                    dropout: float | None = None) -> nn.Module:
     dropout = net_cfg.dropout if dropout is None else dropout
+    if getattr(net_cfg, "precond", "edm") not in ("edm", "vp", "ve"):
+        raise ValueError(f"unknown precond {net_cfg.precond!r}; use edm, vp or ve")
     if net_cfg.arch == "mlp":
         return MLPBackbone(data_shape[0], hidden=net_cfg.hidden, depth=net_cfg.depth,
                            activation=net_cfg.activation, fourier_features=net_cfg.fourier_features,
@@ -38,10 +40,18 @@ def build_backbone(net_cfg, data_shape: tuple, num_classes: int = 0, alpha_input
 
 def build_generator(cfg, data_shape: tuple, num_classes: int = 0):
     """The paper's one-step generator: a preconditioned denoiser (no alpha input) run at one noise level."""
-    from ..precond import Denoiser, OneStepGenerator, generator_sigma
+    from ..precond import OneStepGenerator, generator_sigma
 
     backbone = build_backbone(cfg.generator, data_shape, num_classes, alpha_input=False)
-    return OneStepGenerator(Denoiser(backbone, cfg.data.sigma_data, alpha_input=False), generator_sigma(cfg))
+    return OneStepGenerator(build_denoiser(backbone, cfg.generator, cfg.data.sigma_data), generator_sigma(cfg))
+
+
+def build_denoiser(backbone: nn.Module, net_cfg, sigma_data: float, alpha_input: bool = False) -> nn.Module:
+    """The backbone under the preconditioning net_cfg.precond names: edm (default; scoremix.precond.Denoiser)
+    or the vp / ve preconditionings of published EDM teachers (scoremix.precond_variants)."""
+    from ..precond_variants import make_denoiser
+
+    return make_denoiser(backbone, sigma_data, getattr(net_cfg, "precond", "edm"), alpha_input=alpha_input)
 
 
 def build_head(backbone: nn.Module, hidden: int) -> nn.Module:
