@@ -64,6 +64,8 @@ class MethodConfig:
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
     warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
+    p_mean: float = -1.2             # edm: training sigmas are log-normal, ln sigma ~ N(p_mean, p_std^2) (EDM Table 1)
+    p_std: float = 1.2               # edm: std of ln sigma
 
 
 @dataclass
@@ -112,6 +114,7 @@ class TrainConfig:
 class EvalConfig:
     samples: int = 10000             # generated samples for metrics
     knn_k: int = 3
+    heun_steps: int = 18             # diffusion runs (method.name=edm): Heun steps of samples and metrics (2N-1 evaluations)
 
 
 @dataclass
@@ -320,7 +323,7 @@ def validate(cfg: Config) -> None:
     _check(d.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {d.channels}")
     _check(not (d.conditional and d.source in _TOY_SOURCES),
            f"data.conditional=true needs labelled images; data.source={d.source} has no labels")
-    for role in ("generator", "score"):
+    for role in ("score",) if m.name == "edm" else ("generator", "score"):  # edm: one network, `score`
         net: NetConfig = getattr(cfg, role)
         _check(net.arch in ("mlp", "unet", "ddpmpp", "adm"),
                f"{role}.arch='{net.arch}' is unknown; use mlp, unet, ddpmpp or adm")
@@ -337,7 +340,8 @@ def validate(cfg: Config) -> None:
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; 2-D data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
-    _check(m.name == "smt", f"method.name='{m.name}' is unknown; available: smt")
+    _check(m.name in ("smt", "edm"), f"method.name='{m.name}' is unknown; available: smt, edm")
+    _check(m.p_std > 0, f"method.p_std must be positive, got {m.p_std}")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")
     make_alpha_sampler(m.score_alpha)
     gen_sampler = make_alpha_sampler(m.gen_alpha)
@@ -370,3 +374,4 @@ def validate(cfg: Config) -> None:
     _check(t.nonfinite in ("skip", "stop"), f"train.nonfinite='{t.nonfinite}': use skip or stop")
     _check(t.max_skips >= 1, "train.max_skips must be >= 1")
     _check(cfg.eval.samples >= 10 and cfg.eval.knn_k >= 1, "eval.samples must be >= 10 and eval.knn_k >= 1")
+    _check(cfg.eval.heun_steps >= 1, f"eval.heun_steps must be >= 1, got {cfg.eval.heun_steps}")
