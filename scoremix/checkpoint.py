@@ -219,7 +219,7 @@ WEIGHTS_FORMATS = ("scoremix-generator", "scoremix-denoiser")
 
 def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
     """(raw state dict, EMA state dict or None, config dict, info) from a generator (or diffusion
-    denoiser) safetensors file; info has kind ('generator' | 'denoiser'), step, data_shape and num_classes."""
+    denoiser) safetensors file; info has step, data_shape and num_classes (the config's method.name says which)."""
     from safetensors import safe_open
 
     if not os.path.isfile(path):
@@ -235,6 +235,6 @@ def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
         raise CheckpointError(f"'{path}' is a safetensors file but not a scoremix generator (no config metadata)")
     raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or None
-    info = {"kind": meta["format"].split("-", 1)[1], "step": int(meta.get("step", -1)), "data_shape": tuple(json.loads(meta.get("data_shape", "[]"))),
+    info = {"step": int(meta.get("step", -1)), "data_shape": tuple(json.loads(meta.get("data_shape", "[]"))),
             "num_classes": int(meta.get("num_classes", 0))}
     return raw, ema, json.loads(meta["config"]), info

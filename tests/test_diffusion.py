@@ -193,7 +193,11 @@ def test_diffusion_run_folder(edm_run):
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert {"raw", "ema"} <= set(metrics) and metrics["step"] == 12
     raw, ema, config, info = ckpt.load_generator(os.path.join(out, "denoiser.safetensors"))
-    assert info["kind"] == "denoiser" and config["method"]["name"] == "edm" and ema is not None
+    assert config["method"]["name"] == "edm" and ema is not None and info["step"] == 12
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(out, "denoiser.safetensors"), framework="pt") as fh:
+        assert fh.metadata()["format"] == "scoremix-denoiser"
 
 
 @pytest.mark.parametrize("which", ["folder", "safetensors", "state"])
