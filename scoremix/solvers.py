@@ -79,6 +79,7 @@ class HeunSampler(nn.Module):
         self.denoiser = denoiser
         self.steps = int(steps)
         self.sigma_min, self.sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
+        self.train(denoiser.training)  # wrapping leaves the denoiser's mode as it was
 
     @property
     def evaluations(self) -> int:

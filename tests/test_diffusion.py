@@ -144,6 +144,8 @@ def test_one_edm_step_changes_only_the_denoiser_and_its_ema(tmp_path):
     ema_before = copy.deepcopy(trainer.ema.module.state_dict())
     stats = trainer.train_step(trainer.source.next_batch())
     assert set(stats) == {"loss_denoiser", "grad_norm_denoiser"}
+    trainer.write_samples("check")  # sampling through the Heun wrapper leaves the modes as they were
+    assert trainer.method.networks["denoiser"].training and not trainer.ema.module.training
     after = trainer.method.networks["denoiser"].state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     params = {k for k, _ in trainer.method.networks["denoiser"].named_parameters()}

@@ -40,8 +40,9 @@ class DenoiserTeacher(nn.Module):
 def load_run_teacher(path: str, device="cpu", use_ema: bool = True) -> DenoiserTeacher:
     """The denoiser of a scoremix diffusion run, frozen and in eval mode on `device`, with `.info`."""
     from ..nets.build import build_denoiser, count_parameters
-    from ..sampling import DIFFUSION_METHODS, read_weights
+    from ..sampling import DIFFUSION_METHODS, check_device, read_weights
 
+    device = check_device(str(device))
     try:
         saved = read_weights(str(path))
     except (CheckpointError, ConfigError) as err:
