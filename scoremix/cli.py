@@ -169,7 +169,7 @@ def cmd_sample(args) -> int:
     except OSError as err:
         raise ScoremixError(f"cannot write --out '{args.out}' ({err.strerror or err}); "
                             "free disk space or pick a writable folder") from None
-    heun = f", {gen.steps} Heun steps" if hasattr(gen, "evaluations") else ""
+    heun = f", {gen.steps} Heun step{'s' * (gen.steps != 1)}" if hasattr(gen, "evaluations") else ""
     print(f"{args.n} samples ({which} weights, step {step}{heun}) -> {args.out}")
     return 0
 
