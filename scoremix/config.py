@@ -69,6 +69,8 @@ class MethodConfig:
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
     disc_noise: str = "none"         # gan baseline: the discriminator sees clean data (none) or data noised at grid sigmas (grid)
     r1_gamma: float = 0.0            # gan baseline: R1 penalty weight on real data (0: off)
+    p_mean: float = -1.2             # edm: training sigmas are log-normal, ln sigma ~ N(p_mean, p_std^2) (EDM Table 1)
+    p_std: float = 1.2               # edm: std of ln sigma
 
 
 @dataclass
@@ -117,6 +119,7 @@ class TrainConfig:
 class EvalConfig:
     samples: int = 10000             # generated samples for metrics
     knn_k: int = 3
+    heun_steps: int = 18             # diffusion runs (method.name=edm): Heun steps of samples and metrics (2N-1 evaluations)
 
 
 @dataclass
@@ -329,7 +332,7 @@ def validate(cfg: Config) -> None:
            f"data.standardize='{d.standardize}' is unknown; use none, global or per_dim")
     _check(not (d.source in _VECTOR_SOURCES and (d.flip or d.resolution or d.channels)),
            "data.flip, data.resolution and data.channels are for images; data.source=points takes none of them")
-    for role in ("generator", "score"):
+    for role in ("score",) if m.name == "edm" else ("generator", "score"):  # edm: one network, `score`
         net: NetConfig = getattr(cfg, role)
         _check(net.arch in ("mlp", "unet", "ddpmpp", "adm"),
                f"{role}.arch='{net.arch}' is unknown; use mlp, unet, ddpmpp or adm")
@@ -347,11 +350,12 @@ def validate(cfg: Config) -> None:
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; vector data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
-    _check(m.name in ("smt", "gan"), f"method.name='{m.name}' is unknown; available: smt, gan (the non-saturating GAN baseline)")
+    _check(m.name in ("smt", "gan", "edm"), f"method.name='{m.name}' is unknown; available: smt, gan (the non-saturating GAN baseline), edm (diffusion)")
     _check(m.name != "smt" or cfg.score.precond == "edm",
            f"score.precond={cfg.score.precond}: the SMT score network uses EDM preconditioning; set score.precond=edm")
     _check(m.disc_noise in ("none", "grid"), f"method.disc_noise='{m.disc_noise}' is unknown; use none or grid")
     _check(m.r1_gamma >= 0, "method.r1_gamma must be >= 0")
+    _check(m.p_std > 0, f"method.p_std must be positive, got {m.p_std}")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")
     make_alpha_sampler(m.score_alpha)
     gen_sampler = make_alpha_sampler(m.gen_alpha)
@@ -384,3 +388,4 @@ def validate(cfg: Config) -> None:
     _check(t.nonfinite in ("skip", "stop"), f"train.nonfinite='{t.nonfinite}': use skip or stop")
     _check(t.max_skips >= 1, "train.max_skips must be >= 1")
     _check(cfg.eval.samples >= 10 and cfg.eval.knn_k >= 1, "eval.samples must be >= 10 and eval.knn_k >= 1")
+    _check(cfg.eval.heun_steps >= 1, f"eval.heun_steps must be >= 1, got {cfg.eval.heun_steps}")

@@ -63,3 +63,11 @@ def build_head(backbone: nn.Module, hidden: int) -> nn.Module:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def build_diffusion_denoiser(cfg, data_shape: tuple, num_classes: int = 0):
+    """A diffusion model's denoiser D(x; sigma): the `score` section's backbone (no alpha input) under its
+    preconditioning (score.precond, EDM by default) with data.sigma_data (method.name=edm and the teachers
+    it produces)."""
+    backbone = build_backbone(cfg.score, data_shape, num_classes, alpha_input=False)
+    return build_denoiser(backbone, cfg.score, cfg.data.sigma_data)
