@@ -77,6 +77,15 @@ def cmd_eval_stats(args) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     info = save_reference(args.out, feats, extractor.describe(), args.data, keep_features=args.features)
     info.update({"detector": extractor.describe(), "wall_seconds": round(time.time() - t0, 2)})
+    if args.ref:  # compare with another reference, e.g. EDM's published statistics of the same data
+        from .eval_protocol import load_reference
+        from .metrics.image import feature_statistics, frechet_distance
+
+        other = load_reference(args.ref)
+        if other["mu"].shape != (extractor.dim,):
+            raise ConfigError(f"--ref '{args.ref}' has {other['mu'].shape[0]}-d statistics, the detector {extractor.dim}-d")
+        info["fd_to_ref"] = {"ref": args.ref, "ref_sha256": other["sha256"],
+                             "value": frechet_distance(*feature_statistics(feats), other["mu"], other["sigma"])}
     print(json.dumps(info, indent=2))
     return 0
 

@@ -97,6 +97,18 @@ def digits_setup(tmp_path_factory):
     return root, run, feat, ref
 
 
+def test_eval_stats_of_the_same_data_is_at_fd_zero_from_its_reference(digits_setup, tmp_path, capsys):
+    root, run, feat, ref = digits_setup
+    capsys.readouterr()
+    assert main(["eval", "stats", "--data", "digits", "--detector", feat, "--out", str(tmp_path / "again.npz"),
+                 "--ref", ref, "--no-progress"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert abs(info["fd_to_ref"]["value"]) < 1e-6 and info["n"] == 1797
+    assert main(["eval", "stats", "--data", "digits", "--detector", feat, "--out", str(tmp_path / "half.npz"),
+                 "--ref", ref, "--limit", "900", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["fd_to_ref"]["value"] > 1e-3
+
+
 def test_eval_protocol_json_records_how_the_numbers_were_made(digits_setup, tmp_path):
     root, run, feat, ref = digits_setup
     out = str(tmp_path / "m.json")
@@ -171,6 +183,14 @@ def test_sample_exports_pngs_and_an_edm_npz_that_match(digits_setup, tmp_path):
         assert np.array_equal(np.asarray(Image.open(os.path.join(folder, f"{i:06d}.png"))), arr[i, :, :, 0])
     listed = json.load(open(os.path.join(folder, "dataset.json")))["labels"]
     assert listed[11] == ["000011.png", 1]
+    # both exports read back as datasets (e.g. for `eval stats --data npz:FILE`), pixel for pixel
+    from scoremix.cli_eval import load_data
+    from scoremix.data.images import tensor_to_uint8
+
+    for spec in (f"npz:{npz}", f"folder:{folder}"):
+        ds = load_data(spec)
+        x, y = ds.get(np.arange(12))
+        assert np.array_equal(tensor_to_uint8(x).permute(0, 2, 3, 1).numpy(), arr) and y.tolist() == labels.tolist()
     # eval's generated images are these images: sample i is the same everywhere
     from scoremix.eval_protocol import load_samplers
 
