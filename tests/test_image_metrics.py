@@ -127,3 +127,24 @@ def test_class_histogram_entropy():
     assert balanced["class_entropy_ratio"] == pytest.approx(1.0, rel=1e-12) and balanced["classes_seen"] == 10
     one = class_histogram_entropy(np.full(30, 4), 10)
     assert one["class_entropy"] == 0.0 and one["classes_seen"] == 1 and one["class_histogram"][4] == 30
+
+
+def _prdc_brute_force(real, fake, k):
+    def radii(x):
+        return [sorted(np.linalg.norm(x[i] - x[j]) for j in range(len(x)) if j != i)[k - 1] for i in range(len(x))]
+
+    r_real, r_fake = radii(real), radii(fake)
+    inside = [[np.linalg.norm(f - r) <= rr for r, rr in zip(real, r_real)] for f in fake]
+    precision = np.mean([any(row) for row in inside])
+    recall = np.mean([any(np.linalg.norm(r - f) <= rf for f, rf in zip(fake, r_fake)) for r in real])
+    density = sum(sum(row) for row in inside) / (k * len(fake))
+    coverage = np.mean([any(inside[j][i] for j in range(len(fake))) for i in range(len(real))])
+    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+
+
+def test_precision_recall_density_coverage_match_their_definitions():
+    rng = np.random.default_rng(9)
+    real, fake = rng.standard_normal((40, 3)), rng.standard_normal((30, 3)) * 1.2 + 0.3
+    fast, slow = precision_recall(real, fake, k=3), _prdc_brute_force(real, fake, 3)
+    for key in slow:
+        assert fast[key] == pytest.approx(slow[key], abs=1e-12), key
