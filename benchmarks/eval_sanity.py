@@ -231,6 +231,8 @@ def markdown(r: dict, args) -> str:
                   "small-sample bias and compares with nothing published.", ""]
     elif inc:
         lines += ["## Inception features", "", str(inc), ""]
+    if r.get("notes"):
+        lines += ["## Notes", ""] + [f"- {note}" for note in r["notes"]] + [""]
     return "\n".join(lines) + "\n"
 
 
