@@ -28,24 +28,49 @@ def _add_sample(sub):
     p = sub.add_parser("sample", help="draw samples from a trained generator")
     p.add_argument("--checkpoint", required=True, help="run folder, generator.safetensors or state-*.pt")
     p.add_argument("--n", type=int, default=64, help="number of samples")
-    p.add_argument("--out", required=True, help="output .png (picture) or .npz (array 'x', labels 'y')")
+    p.add_argument("--out", required=True, help="output .png (picture), .npz (images: uint8 NHWC 'arr_0' and labels "
+                   "'arr_1', EDM/ADM's convention; 2-D toys: array 'x', labels 'y') or DIR/ (one PNG per image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ema", dest="ema", action="store_true", default=True, help="EMA weights (default)")
     g.add_argument("--raw", dest="ema", action="store_false", help="raw (non-EMA) weights")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--batch", type=int, default=250, help="samples per forward pass (images never depend on it)")
     p.add_argument("--steps", type=int, default=None,
                    help="diffusion runs only: Heun steps (2N-1 network evaluations; default: the run's eval.heun_steps)")
 
 
 def _add_eval(sub):
-    p = sub.add_parser("eval", help="measure a trained generator against its data (raw and EMA)")
-    p.add_argument("--checkpoint", required=True, help="run folder, generator.safetensors or state-*.pt")
+    p = sub.add_parser("eval", help="measure a trained generator against its data (raw and EMA)",
+                       description="Without --metrics/--ref/--run: the training-time metrics (toys exact, images in "
+                                   "pixel space). With them: FID/KID/precision-recall by EDM's protocol. "
+                                   "`scoremix eval stats --data SOURCE --out ref.npz` writes reference statistics.")
+    p.add_argument("action", nargs="?", choices=["stats"], help="stats: write reference statistics of --data to --out")
+    p.add_argument("--checkpoint", default=None, help="run folder, generator.safetensors or state-*.pt")
     p.add_argument("--json", default=None, help="write the metrics to this file")
     p.add_argument("--samples", type=int, default=None, help="generated samples (default: the config's eval.samples)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="diffusion runs only: Heun steps (default: eval.heun_steps)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--metrics", default=None, help="comma list of fid, kid, pr, is, classes (protocol mode)")
+    p.add_argument("--n", type=int, default=None, help="generated samples per weights (default 50000; results "
+                   "for other n are named for n: fid10k)")
+    p.add_argument("--ref", default=None, help="reference .npz (mu, sigma[, features]): `eval stats` or EDM's files")
+    p.add_argument("--detector", default=None, help="feature network: TorchScript Inception or a `features train` "
+                   ".safetensors (default: $SCOREMIX_DETECTOR)")
+    p.add_argument("--data", default=None, help="dataset SOURCE[:PATH] for `eval stats`, or reference features "
+                   "for kid/pr (mnist, digits, cifar10:PATH, folder:PATH, npz:FILE, ...)")
+    p.add_argument("--resolution", type=int, default=None, help="resize --data images to this size")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many --data images")
+    p.add_argument("--out", default=None, help="`eval stats`: the .npz to write")
+    p.add_argument("--features", action="store_true", help="`eval stats`: also store the features (for kid/pr)")
+    p.add_argument("--batch", type=int, default=250, help="images per forward pass (results never depend on it)")
+    p.add_argument("--seed", type=int, default=0, help="base seed: sample i uses torch seed (seed * 2654435761 + i) mod 2**32 "
+                   "(seed 0: seeds 0..n-1, as EDM)")
+    p.add_argument("--weights", default="raw,ema", help="raw, ema or raw,ema")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (diffusion runs only)")
+    p.add_argument("--run", default=None, help="evaluate this run folder's checkpoints into its metrics.jsonl")
+    p.add_argument("--every", type=int, default=0, help="with --run: only checkpoints whose step is a multiple of K")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_teacher(sub):
@@ -57,6 +82,19 @@ def _add_teacher(sub):
     q.add_argument("--device", default="cpu")
 
 
+def _add_features(sub):
+    p = sub.add_parser("features", help="local feature networks for FD/KID without downloads")
+    fsub = p.add_subparsers(dest="features_command", required=True)
+    t = fsub.add_parser("train", help="train a small classifier on a labelled dataset; its penultimate layer "
+                        "gives features")
+    t.add_argument("--data", required=True, help="SOURCE[:PATH] with labels: mnist, digits, folder:PATH, cifar10:PATH, ...")
+    t.add_argument("--out", required=True, help="the .safetensors to write")
+    t.add_argument("--resolution", type=int, default=None, help="resize images to this size first")
+    t.add_argument("--epochs", type=int, default=6)
+    t.add_argument("--held-out", type=float, default=0.1, help="share of images kept out to measure accuracy")
+    t.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scoremix", description="One-step generators with Score-of-Mixture Training.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -65,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_eval(sub)
     _add_teacher(sub)
+    _add_features(sub)
     p = sub.add_parser("presets", help="list presets (or every config key with --keys)")
     p.add_argument("--keys", action="store_true", help="list every config key with its default")
     p.add_argument("--show", default=None, help="print one preset's full config")
@@ -146,14 +185,29 @@ def cmd_sample(args) -> int:
 
     if args.n < 1:
         raise ScoremixError("--n must be at least 1")
-    if not args.out.endswith((".png", ".npz")):
-        raise ScoremixError(f"--out '{args.out}' must end in .png (picture) or .npz (arrays)")
-    _make_output_folder(args.out, "--out")
+    to_folder = args.out.endswith(("/", os.sep)) or os.path.isdir(args.out)
+    if not (to_folder or args.out.endswith((".png", ".npz"))):
+        raise ScoremixError(f"--out '{args.out}' must end in .png (picture) or .npz (arrays), or in / (a folder of PNGs)")
+    if args.batch < 1:
+        raise ScoremixError(f"--batch must be at least 1, got {args.batch}")
+    if not to_folder:
+        _make_output_folder(args.out, "--out")
+    from .eval_protocol import resolve_device
+
+    args.device = resolve_device(args.device)
     gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=args.ema, device=args.device,
                                                            steps=args.steps)
     if args.label is not None and not 0 <= args.label < max(classes, 1):
         raise ScoremixError(f"--class {args.label} is out of range: this generator has "
                             f"{'no classes' if classes == 0 else f'classes 0..{classes - 1}'}")
+    if len(shape) == 3 and not args.out.endswith(".png"):
+        from .cli_eval import export_images
+
+        del gen
+        return export_images(args, args.label)
+    if to_folder:
+        raise ScoremixError(f"--out '{args.out}': a folder of PNGs needs an image generator; this one makes "
+                            f"{shape}-vectors, use .npz or .png")
     labels = None
     if classes:
         labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
@@ -194,17 +248,30 @@ def cmd_eval(args) -> int:
     from .evaluate import Evaluator, generate_samples
     from .sampling import load_generators
 
+    if args.action == "stats":
+        from .cli_eval import cmd_eval_stats
+
+        return cmd_eval_stats(args)
+    if args.metrics or args.ref or args.run or args.n is not None:
+        from .cli_eval import cmd_eval_protocol
+
+        return cmd_eval_protocol(args)
+    if not args.checkpoint:
+        raise ScoremixError("eval needs --checkpoint RUN (or --run DIR with --metrics)")
     if args.samples is not None and args.samples < 10:
         raise ScoremixError(f"--samples must be at least 10 (nearest-neighbour metrics need them), got {args.samples}")
     if args.json:
         _make_output_folder(args.json, "--json")
-    generators, cfg, shape, classes, step = load_generators(args.checkpoint, device=args.device, steps=args.steps)
+    from .eval_protocol import resolve_device
+
+    generators, cfg, shape, classes, step = load_generators(args.checkpoint, device=resolve_device(args.device),
+                                                            steps=args.steps)
     evaluator = Evaluator(cfg.data, args.samples or cfg.eval.samples, cfg.eval.knn_k)
     results = {"step": step, "samples": evaluator.n}
     if any(hasattr(g, "evaluations") for g in generators.values()):  # a diffusion run: say how it sampled
         results["heun_steps"] = next(iter(generators.values())).steps
     for variant, gen in generators.items():
-        fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(args.device), seed=777)
+        fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(resolve_device(args.device)), seed=777)
         results[variant] = evaluator(fake)
     text = json.dumps(results, indent=2)
     print(text)
@@ -257,8 +324,14 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
+def cmd_features(args) -> int:
+    from .cli_eval import cmd_features as run
+
+    return run(args)
+
+
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "teacher": cmd_teacher}
+            "features": cmd_features, "teacher": cmd_teacher}
 
 
 def main(argv: list[str] | None = None) -> int:

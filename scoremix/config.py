@@ -347,7 +347,8 @@ def validate(cfg: Config) -> None:
         _check(0 <= net.dropout < 1 and 0 <= net.label_dropout < 1, f"{role}: dropouts must lie in [0, 1)")
         _check(net.precond in ("edm", "vp", "ve"), f"{role}.precond='{net.precond}' is unknown; use edm, vp or ve")
         is_toy = d.source in _TOY_SOURCES + _VECTOR_SOURCES
-        _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; vector data uses arch=mlp")
+        kind = "2-D data" if d.source in _TOY_SOURCES else "vector data"
+        _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; {kind} uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
     _check(m.name in ("smt", "gan", "edm"), f"method.name='{m.name}' is unknown; available: smt, gan (the non-saturating GAN baseline), edm (diffusion)")

@@ -578,8 +578,8 @@ def _value_range(arr: np.ndarray, where: str) -> tuple[float, float]:
     raise DataError(f"{where}: float images must lie in [0, 1] or [-1, 1]; found values {lo:g}..{hi:g}: {hint}")
 
 
-_NPZ_IMAGE_KEYS = ("x", "images", "data")
-_NPZ_LABEL_KEYS = ("y", "labels")
+_NPZ_IMAGE_KEYS = ("x", "images", "data", "arr_0")  # arr_0 / arr_1: EDM / ADM sample files (np.savez(f, images, labels))
+_NPZ_LABEL_KEYS = ("y", "labels", "arr_1")
 
 
 def load_array_dataset(

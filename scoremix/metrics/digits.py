@@ -36,9 +36,9 @@ class DigitClassifier(nn.Module):
 
 
 def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 6, batch_size: int = 64,
-                           lr: float = 1e-3, seed: int = 0) -> DigitClassifier:
+                           lr: float = 1e-3, seed: int = 0, max_shift: int = 2) -> DigitClassifier:
     """Fit the classifier on images in [-1, 1] (N, C, H, W) with integer labels; small random shifts
-    (up to 2 pixels) make it judge shapes rather than exact positions."""
+    (up to `max_shift` pixels) make it judge shapes rather than exact positions."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = DigitClassifier(images.shape[1], int(labels.max()) + 1)
@@ -50,7 +50,7 @@ def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: i
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             x = images[idx]
-            dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
+            dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
             x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
             loss = F.cross_entropy(model(x), labels[idx])
             opt.zero_grad(set_to_none=True)
