@@ -60,10 +60,12 @@ class MethodConfig:
     gan_gen_weight: float = 3e-3
     gan_disc_weight: float = 1e-2
     gan_offset: bool = True          # the log(alpha/(1-alpha)) offset of Eq. 11
+    gan_disc_alpha: str = "half"     # discriminator class weights: half (balanced, optimum l = log p_t/q_t) | score (the score model's alpha draws)
     head_hidden: int = 64            # discriminator head width
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
     warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
+    critic_eval_in_gen: bool = True  # generator step: D_0, D_alpha, D_1 with the critic in eval mode (no dropout masks)
 
 
 @dataclass
@@ -349,6 +351,8 @@ def validate(cfg: Config) -> None:
     _check(0 < m.gen_sigma_fraction <= 1, "method.gen_sigma_fraction must lie in (0, 1]")
     _check(m.weighting in ("adaptive", "dmd", "none"), f"method.weighting='{m.weighting}' is unknown; use adaptive, dmd or none")
     _check(m.gan_gen_weight >= 0 and m.gan_disc_weight >= 0, "method.gan_*_weight must be >= 0")
+    _check(m.gan_disc_alpha in ("half", "score"),
+           f"method.gan_disc_alpha='{m.gan_disc_alpha}' is unknown; use half (balanced) or score")
     _check(m.warmup_steps >= 0, "method.warmup_steps must be >= 0")
     _check(m.warmup_sigma in ("grid", "generator"), "method.warmup_sigma must be 'grid' or 'generator'")
     _check(m.critic_warmup_steps >= 0, "method.critic_warmup_steps must be >= 0")
