@@ -324,3 +324,21 @@ def test_critic_mode_during_the_generator_step(tiny_cfg, eval_in_gen):
         net.drop.forward = original
     assert torch.equal(outs[0], outs[1]) == eval_in_gen
     assert math.isfinite(outs[0].item())
+
+
+# ------------------------------------------------------------------------------------ preset settings
+@pytest.mark.parametrize("preset", ["cifar10-smt", "imagenet64-smt"])
+def test_image_presets_train_the_critic_alone_after_the_generator_warmup(preset):
+    from scoremix.config import load_config
+
+    m = load_config(preset).method
+    assert m.warmup_steps > 0 and m.critic_warmup_steps == 2000
+    assert m.gan_disc_alpha == "half" and m.critic_eval_in_gen and m.gan_offset
+
+
+def test_unknown_gan_disc_alpha_is_a_config_error():
+    from scoremix.config import load_config
+    from scoremix.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gan_disc_alpha"):
+        load_config("ring8", ["method.gan_disc_alpha=paper"])
