@@ -7,7 +7,7 @@
 alpha: the ring8 preset's critic (GAN term off) is trained alone against a FIXED fake distribution
 q = N(0, I) in 2-D, for the same number of steps under each score alpha sampler. Its denoiser D(x_t;
 sigma, a) is then compared with the exact denoiser of m_a = a p + (1 - a) q (scoremix.analytic) at
-a in {0, 0.5, 1} and at several noise levels, on x_t drawn from the fake q_t (where the generator step
+a in {0, 0.25, 0.5, 0.75, 1} and at several noise levels, on x_t drawn from the fake q_t (where the generator step
 evaluates D_0, D_alpha, D_1) and from m_a,t. The error is RMS ||D - D*|| / sigma (a score error times sigma).
 
 dropout: the digits-smt critic (small U-Net) with the CIFAR preset's score dropout 0.13 is trained alone
@@ -42,7 +42,7 @@ from scoremix.trainer import lr_factor  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 JSON_PATH = os.path.join(RESULTS, "critic_settings.json")
 SIGMAS = [0.01, 0.05, 0.2, 0.5, 1.5, 4.0]
-ALPHAS = [0.0, 0.5, 1.0]
+ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
 class FixedGaussianFake(torch.nn.Module):

@@ -52,7 +52,7 @@ class NetConfig:
 class MethodConfig:
     name: str = "smt"
     gen_every: int = 5               # generator step every K-th iteration; score model every iteration
-    score_alpha: str = "paper"       # alpha sampler of the score model (see scoremix.alpha)
+    score_alpha: str = "code"        # alpha sampler of the score model (see scoremix.alpha); code: D_1 error 20-40 % lower than paper on ring8 (benchmarks/results/critic_settings.md)
     gen_alpha: str = "uniform"       # alpha sampler of the generator
     gen_sigma_fraction: float = 0.96  # generator sigmas from the middle of the grid (indices 20..980)
     weighting: str = "adaptive"      # adaptive (Eq. 10) | dmd (Eq. 32) | none (Prop. 3.1)

@@ -82,7 +82,7 @@ def _image_smt(name: str, source: str, arch_kwargs: dict, score_dropout: float) 
     cfg.generator = NetConfig(**arch_kwargs, dropout=0.0)
     cfg.score = NetConfig(**arch_kwargs, dropout=score_dropout)
     cfg.method.gen_every = 5
-    cfg.method.score_alpha = "paper"
+    cfg.method.score_alpha = "code"      # the released code's; D_1 is trained far more often (issue 9)
     cfg.method.gen_alpha = "uniform"
     cfg.method.gan = True
     cfg.method.gan_gen_weight = 3e-3
