@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
 from scoremix.config import load_config  # noqa: E402
-from scoremix.data.toy import ring8  # noqa: E402
+from scoremix.data.toy import make_toy  # noqa: E402
 from scoremix.methods.smt import SMT  # noqa: E402
 from scoremix.objectives.smt import generator_direction, mixture_denoisers  # noqa: E402
 from scoremix.trainer import lr_factor  # noqa: E402
@@ -83,17 +83,20 @@ def train_critic_alone(method: SMT, source, steps: int):
         sched.step()
 
 
+FAKE_STD = {"ring8": 1.0, "grid25": 2.5}
+
+
 def alpha_experiment(args):
-    data = ring8()
+    data = make_toy(args.data)
     p = GaussianMixture(data.means.double(), data.stds.double())
-    q = GaussianMixture(torch.zeros(1, 2, dtype=torch.float64), 1.0)
+    q = GaussianMixture(torch.zeros(1, 2, dtype=torch.float64), FAKE_STD[args.data])
     runs = []
-    for sampler in ("paper", "code"):
+    for sampler in args.samplers:
         for seed in args.seeds:
-            cfg = load_config("ring8", ["method.gan=false", f"method.score_alpha={sampler}", f"seed={seed}"])
+            cfg = load_config(args.data, ["method.gan=false", f"method.score_alpha={sampler}", f"seed={seed}"])
             torch.manual_seed(seed)
             method = SMT(cfg, (2,))
-            method.networks["generator"] = method.train_networks["generator"] = FixedGaussianFake()
+            method.networks["generator"] = method.train_networks["generator"] = FixedGaussianFake(FAKE_STD[args.data])
             gen = torch.Generator().manual_seed(seed)
             start = time.time()
             train_critic_alone(method, lambda step: (data.sample(cfg.data.batch_size, generator=gen), None),
@@ -117,9 +120,10 @@ def alpha_experiment(args):
                          "errors": errors})
             print(sampler, seed, round(seconds, 1), {k: v for k, v in errors.items() if k.startswith("fake")},
                   flush=True)
-    _save("alpha", {"command": f"python benchmarks/critic_settings.py alpha --steps {args.steps} --seeds "
-                               + " ".join(map(str, args.seeds)),
-                    "fake": "N(0, I) (fixed)", "sigmas": SIGMAS, "alphas": ALPHAS, "runs": runs})
+    key = "alpha" if args.data == "ring8" else f"alpha-{args.data}"
+    _save(key, {"command": f"python benchmarks/critic_settings.py alpha --data {args.data} --steps {args.steps} "
+                           "--seeds " + " ".join(map(str, args.seeds)) + " --samplers " + " ".join(args.samplers),
+                "data": args.data, "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)", "sigmas": SIGMAS, "alphas": ALPHAS, "runs": runs})
 
 
 def dropout_experiment(args):
@@ -180,9 +184,10 @@ def report(_args=None):
     lines = ["# Critic settings (issue 9, section 3)", "",
              "Written by `python benchmarks/critic_settings.py report` from critic_settings.json; measured on a "
              "shared 2-core machine (times are inflated by other jobs).", ""]
-    if "alpha" in data:
-        a = data["alpha"]
-        lines += ["## D's error under the `paper` and `code` score alpha samplers (ring8)", "",
+    for key in [k for k in data if k.startswith("alpha")]:
+        a = data[key]
+        samplers = list(dict.fromkeys(r["sampler"] for r in a["runs"]))
+        lines += [f"## D's error under the score alpha samplers {', '.join(samplers)} ({a.get('data', 'ring8')})", "",
                   f"Command: `{a['command']}`. Critic of the ring8 preset (GAN off) trained alone against a fixed "
                   f"fake {a['fake']}; RMS ||D - D*|| / sigma against the exact mixture denoiser, mean over seeds "
                   f"{sorted({r['seed'] for r in a['runs']})}. x_t from the fake q_t (where the generator step evaluates "
@@ -192,7 +197,7 @@ def report(_args=None):
                       "| alpha | sampler | " + " | ".join(f"sigma {s}" for s in a["sigmas"]) + " |",
                       "|---|---|" + "---|" * len(a["sigmas"])]
             for al in a["alphas"]:
-                for sampler in ("paper", "code"):
+                for sampler in samplers:
                     runs = [r for r in a["runs"] if r["sampler"] == sampler]
                     vals = [sum(r["errors"][f"{where}/alpha={al}/sigma={s}"] for r in runs) / len(runs) for s in a["sigmas"]]
                     lines.append(f"| {al} | {sampler} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
@@ -219,6 +224,8 @@ def main():
     pa = sub.add_parser("alpha")
     pa.add_argument("--steps", type=int, default=4000)
     pa.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    pa.add_argument("--data", default="ring8", choices=sorted(FAKE_STD))
+    pa.add_argument("--samplers", nargs="+", default=["paper", "code"])
     pd = sub.add_parser("dropout")
     pd.add_argument("--steps", type=int, default=400)
     pd.add_argument("--masks", type=int, default=16)
