@@ -55,7 +55,7 @@ class NetConfig:
 class MethodConfig:
     name: str = "smt"
     gen_every: int = 5               # generator step every K-th iteration; score model every iteration
-    score_alpha: str = "paper"       # alpha sampler of the score model (see scoremix.alpha)
+    score_alpha: str = "code"        # alpha sampler of the score model (see scoremix.alpha); code: D_1 error 20-40 % lower than paper on ring8 (benchmarks/results/critic_settings.md)
     gen_alpha: str = "uniform"       # alpha sampler of the generator
     gen_sigma_fraction: float = 0.96  # generator sigmas from the middle of the grid (indices 20..980)
     weighting: str = "adaptive"      # adaptive (Eq. 10) | dmd (Eq. 32) | none (Prop. 3.1)
@@ -63,6 +63,7 @@ class MethodConfig:
     gan_gen_weight: float = 3e-3
     gan_disc_weight: float = 1e-2
     gan_offset: bool = True          # the log(alpha/(1-alpha)) offset of Eq. 11
+    gan_disc_alpha: str = "half"     # discriminator class weights: half (balanced, optimum l = log p_t/q_t) | score (the score model's alpha draws)
     head_hidden: int = 64            # discriminator head width
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
     warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
@@ -71,6 +72,7 @@ class MethodConfig:
     r1_gamma: float = 0.0            # gan baseline: R1 penalty weight on real data (0: off)
     p_mean: float = -1.2             # edm: training sigmas are log-normal, ln sigma ~ N(p_mean, p_std^2) (EDM Table 1)
     p_std: float = 1.2               # edm: std of ln sigma
+    critic_eval_in_gen: bool = True  # generator step: D_0, D_alpha, D_1 with the critic in eval mode (no dropout masks)
 
 
 @dataclass
@@ -368,6 +370,8 @@ def validate(cfg: Config) -> None:
     _check(0 < m.gen_sigma_fraction <= 1, "method.gen_sigma_fraction must lie in (0, 1]")
     _check(m.weighting in ("adaptive", "dmd", "none"), f"method.weighting='{m.weighting}' is unknown; use adaptive, dmd or none")
     _check(m.gan_gen_weight >= 0 and m.gan_disc_weight >= 0, "method.gan_*_weight must be >= 0")
+    _check(m.gan_disc_alpha in ("half", "score"),
+           f"method.gan_disc_alpha='{m.gan_disc_alpha}' is unknown; use half (balanced) or score")
     _check(m.warmup_steps >= 0, "method.warmup_steps must be >= 0")
     _check(m.warmup_sigma in ("grid", "generator"), "method.warmup_sigma must be 'grid' or 'generator'")
     _check(m.critic_warmup_steps >= 0, "method.critic_warmup_steps must be >= 0")

@@ -82,11 +82,14 @@ def _image_smt(name: str, source: str, arch_kwargs: dict, score_dropout: float) 
     cfg.generator = NetConfig(**arch_kwargs, dropout=0.0)
     cfg.score = NetConfig(**arch_kwargs, dropout=score_dropout)
     cfg.method.gen_every = 5
-    cfg.method.score_alpha = "paper"
+    cfg.method.score_alpha = "code"      # the released code's; D_1 is trained far more often (issue 9)
     cfg.method.gen_alpha = "uniform"
     cfg.method.gan = True
     cfg.method.gan_gen_weight = 3e-3
     cfg.method.gan_disc_weight = 1e-2
+    # Our choice (neither paper nor code has it): after the generator warm-up the critic learns both
+    # scores for 2k iterations before the first SMT update, instead of steering it from random weights.
+    cfg.method.critic_warmup_steps = 2000
     cfg.optim.beta1, cfg.optim.beta2 = 0.9, 0.999
     cfg.optim.weight_decay = 0.01
     cfg.optim.grad_clip = 10.0

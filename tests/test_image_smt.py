@@ -87,6 +87,7 @@ def test_one_full_size_iteration_on_cpu(preset, tmp_path):
         arrays["y"] = rng.integers(0, classes, 4)
     np.savez(path, **arrays)
     cfg = load_config(preset, ["data.source=npz", f"data.path={path}", "batch_size=2", "method.warmup_steps=0",
+                               "method.critic_warmup_steps=0",
                                "progress=false", "device=cpu", "precision=fp32", "channels_last=false"])
     tr = Trainer(cfg, str(tmp_path / "run"))
     start = time.time()

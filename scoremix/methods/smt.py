@@ -3,6 +3,8 @@ network D(x_t; sigma, alpha) and an optional discriminator head on that network'
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -29,7 +31,21 @@ class Critic(nn.Module):
         if not with_logits:
             return self.denoiser(x, sigma, alpha=alpha, labels=labels)
         denoised, feats = self.denoiser(x, sigma, alpha=alpha, labels=labels, return_features=True)
-        return denoised, self.head(feats.float())
+        if feats.dtype in (torch.float16, torch.bfloat16):
+            feats = feats.float()
+        return denoised, self.head(feats)
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module, enabled: bool = True):
+    """Run `module` in eval mode (dropout off) inside the block, then restore its previous mode."""
+    was_training = module.training
+    if enabled:
+        module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class SMT(Method):
@@ -98,7 +114,7 @@ class SMT(Method):
         if phase == "warmup":
             return self._warmup_loss(x_real, labels)
         if phase == "generator":
-            return self._generator_loss(x_real.shape[0], x_real.device)
+            return self._generator_loss(x_real.shape[0], x_real.device, labels, x_real.dtype)
         if phase == "critic":
             return self._critic_loss(x_real, labels)
         raise ValueError(f"SMT has no phase {phase!r}")
@@ -108,31 +124,32 @@ class SMT(Method):
         whole sigma grid or only at the generator's own noise level (warmup_sigma)."""
         n, device = x_real.shape[0], x_real.device
         if self.cfg.method.warmup_sigma == "generator":
-            sigma = torch.full((n,), float(self.networks["generator"].sigma_max), device=device)
+            sigma = torch.full((n,), float(self.networks["generator"].sigma_max), device=device, dtype=x_real.dtype)
         else:
-            sigma = self.grid.draw(n, device)
+            sigma = self.grid.draw(n, device).to(x_real.dtype)
         denoised = self.train_networks["generator"](add_noise(x_real, sigma), labels=labels, sigma=sigma)
         loss = denoising_loss(denoised, x_real, sigma, self.sigma_data).mean()
         return loss, {"loss_warmup": loss.detach()}
 
-    def _generator_loss(self, n, device):
-        """Eq. 6, 9, 10 (+ Eq. 11 when the GAN term is on)."""
+    def _generator_loss(self, n, device, labels=None, dtype=torch.float32):
+        """Eq. 6, 9, 10 (+ Eq. 11 when the GAN term is on). Class labels are the real batch's (as in
+        the released code), so the generator sees the data's label frequencies."""
         m = self.cfg.method
-        labels = self.draw_labels(n, device)
         z = torch.randn(n, *self.data_shape).to(device)
         x = self.train_networks["generator"](z, labels=labels)
         lo, hi = self.gen_sigma_range
-        sigma = self.grid.draw(n, device, lo=lo, hi=hi)
-        alpha = self.gen_alpha(n).to(device)
+        sigma = self.grid.draw(n, device, lo=lo, hi=hi).to(dtype)
+        alpha = self.gen_alpha(n).to(device=device, dtype=dtype)
         x_t = add_noise(x.detach(), sigma)
         critic = self.networks["critic"]
-        d_fake, d_mix, d_real = mixture_denoisers(critic.denoiser, x_t, sigma, alpha, labels)
+        with eval_mode(critic.denoiser, enabled=m.critic_eval_in_gen):
+            d_fake, d_mix, d_real = mixture_denoisers(critic.denoiser, x_t, sigma, alpha, labels)
         grad = generator_direction(x.detach(), d_fake, d_mix, d_real, sigma=sigma, alpha=alpha,
                                    weighting=m.weighting)
         loss = surrogate_loss(x, grad)
         stats = {"loss_gen": loss.detach(), "gen_grad_rms": grad.pow(2).mean().sqrt().detach()}
         if m.gan and m.gan_gen_weight > 0:
-            sigma_gan = self.grid.draw(n, device)
+            sigma_gan = self.grid.draw(n, device).to(dtype)
             x_gan = add_noise(x, sigma_gan)
             _, logits = critic(x_gan, sigma_gan, torch.full_like(alpha, 0.5), labels, with_logits=True)
             gan = generator_gan_loss(logits, alpha, offset=m.gan_offset)
@@ -147,12 +164,12 @@ class SMT(Method):
         with torch.no_grad():
             z = torch.randn(n, *self.data_shape).to(device)
             x_fake = self.networks["generator"](z, labels=labels)
-        sigma = self.grid.draw(n, device)
-        alpha = self.score_alpha(n).to(device)
+        sigma = self.grid.draw(n, device).to(x_real.dtype)
+        alpha = self.score_alpha(n).to(device=device, dtype=x_real.dtype)
         inputs = [add_noise(x_real, sigma), add_noise(x_fake, sigma)]
         sigmas, alphas = [sigma, sigma], [alpha, alpha]
         if m.gan:
-            sigma_gan = self.grid.draw(n, device)
+            sigma_gan = self.grid.draw(n, device).to(x_real.dtype)
             inputs += [add_noise(x_real, sigma_gan), add_noise(x_fake, sigma_gan)]
             sigmas += [sigma_gan, sigma_gan]
             alphas += [torch.full_like(alpha, 0.5)] * 2
@@ -164,7 +181,11 @@ class SMT(Method):
         loss = mixture_denoising_loss(d_real, x_real, d_fake, x_fake, alpha, sigma, self.sigma_data).mean()
         stats = {"loss_score": loss.detach()}
         if m.gan:
-            disc = discriminator_loss(logits[2 * n:3 * n], logits[3 * n:], alpha)
+            # Balanced classes (gan_disc_alpha=half) put the optimum at l* = log p_t/q_t, the logit that
+            # Eq. 11's offset log(alpha/(1-alpha)) turns into the posterior of "real" in m_alpha. With the
+            # score model's alpha draws (score) the optimum is log(E[alpha] p_t / (E[1-alpha] q_t)).
+            disc_alpha = alpha if m.gan_disc_alpha == "score" else torch.full_like(alpha, 0.5)
+            disc = discriminator_loss(logits[2 * n:3 * n], logits[3 * n:], disc_alpha)
             loss = loss + m.gan_disc_weight * disc
             stats["loss_disc"] = disc.detach()
         return loss, stats
