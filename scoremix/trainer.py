@@ -138,6 +138,7 @@ class Trainer:
             self._prepare_run_dir()
 
         self.dataset = build_dataset(cfg.data)
+        self._fit_image_size()
         self.source = build_source(cfg.data, self.local_batch, t.seed, self.info.rank, self.info.world_size,
                                    dataset=self.dataset)
         seed_everything(t.seed)  # identical initial weights on every rank
@@ -199,6 +200,30 @@ class Trainer:
         except OSError as err:
             raise TrainingError(f"cannot write '{self.run_dir}/config.yaml' ({err.strerror}); "
                                 "free disk space or pass --out to a writable folder") from None
+
+    def _fit_image_size(self) -> None:
+        """Images whose side the networks cannot take (a skip connection of 26 against 25) are resized to the
+        next size they take, with a one-line notice and the size recorded in config.yaml; an explicit
+        data.resolution the networks cannot take is refused before training."""
+        from .nets.build import size_multiple
+
+        if self.dataset is None:
+            return
+        m = max(size_multiple(self.cfg.generator), size_multiple(self.cfg.score))
+        h, w = self.dataset.shape[-2:]
+        if h % m == 0 and w % m == 0:
+            return
+        arch = "/".join(sorted({self.cfg.generator.arch, self.cfg.score.arch}))
+        down, up = max(m, max(h, w) // m * m), -(-max(h, w) // m) * m
+        if self.cfg.data.resolution is not None:
+            raise ConfigError(f"data.resolution={self.cfg.data.resolution}: the {arch} networks need image sides "
+                              f"divisible by {m}; use data.resolution={down} or {up}")
+        self.echo(f"notice: the images are {h}x{w} but the {arch} networks need sides divisible by {m}; "
+                  f"resizing them to {up}x{up} (set data.resolution to choose the size)")
+        self.cfg.data.resolution = up
+        self.dataset = build_dataset(self.cfg.data)
+        if self.info.is_main:
+            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
 
     def _state(self) -> dict:
         return {

@@ -87,12 +87,13 @@ class DatasetSource:
         return block, epoch, cursor
 
     def next_batch(self):
-        indices, self.epoch, self.cursor = self.advance(self.epoch, self.cursor)
+        start = (self.epoch, self.cursor)
+        indices, self.epoch, self.cursor = self.advance(*start)
         if self.workers > 0:
             if self._loader is None:
                 from .loader import PrefetchLoader
 
-                self._loader = PrefetchLoader(self, indices, self.workers)
+                self._loader = PrefetchLoader(self, *start, workers=self.workers)
             x, labels = self._loader.next(indices)
         else:
             x, labels = self.dataset.get(indices)

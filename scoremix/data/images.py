@@ -309,7 +309,7 @@ def _labels_array(values, where: str, num_classes: int | None = None, first: int
             rng = f"{first}..{first + upper}" if upper is not None else f"{first} or more"
             raise DataError(
                 f"label {bad + first} in {where} is out of range: labels must be {rng}; "
-                "fix the labels or pass use_labels=False (data.use_labels=false) to ignore them"
+                "fix the labels or set data.conditional=false to ignore them"
             )
         count = num_classes if num_classes is not None else hi + 1
     else:
@@ -844,7 +844,7 @@ def _labels_from_json(mapping: dict, names: Sequence[str], where: str) -> tuple[
             raise DataError(f"{where} has no label for '{n}': add it, or set \"labels\": null to train unconditionally")
         v = mapping[n]
         if isinstance(v, bool) or not isinstance(v, int):
-            raise DataError(f"{where}: label of '{n}' is {v!r}, but only integer class ids are supported: fix the labels or pass use_labels=False")
+            raise DataError(f"{where}: label of '{n}' is {v!r}, but only integer class ids are supported: fix the labels or set data.conditional=false to ignore them")
         values.append(v)
     return _labels_array(np.asarray(values, dtype=np.int64), where)
 
