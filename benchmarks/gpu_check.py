@@ -215,6 +215,29 @@ def sampling_mfu(preset: str, batch: int, iters: int, device: str, peak: float, 
             "flops_per_batch": flops, "achieved_tflops": flops / seconds / 1e12, "mfu": flops / seconds / peak}
 
 
+def small_preset_speed(preset: str, iters: int, device: str, folder: str, extra: list) -> dict:
+    """Iterations/s of a small preset (mnist-smt: launch- and sync-bound on a GPU; target >= 100 it/s on an H100)."""
+    from scoremix.config import load_config
+    from scoremix.trainer import Trainer
+
+    cfg = load_config(preset, ["method.warmup_steps=0", "method.critic_warmup_steps=0", "progress=off", "sample_every=0",
+                               "ckpt_every=0", f"device={device}", *[e for e in extra if "compile" in e]])
+    trainer = Trainer(cfg, os.path.join(folder, f"speed-{preset}"), echo=lambda *a, **k: None)
+    batches = [_to(trainer) for _ in range(8)]
+    for i in range(10):
+        trainer.train_step(batches[i % 8])
+        trainer.step += 1
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(iters):
+        trainer.train_step(batches[i % 8])
+        trainer.step += 1
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return {"preset": preset, "what": "iterations per second", "batch": cfg.data.batch_size,
+            "iterations_timed": iters, "iterations_per_second": iters / seconds}
+
+
 SMOKE_NETS = ["generator.channels=16", "score.channels=16", "generator.blocks=1", "score.blocks=1",
               "generator.channel_mult=[1,2]", "score.channel_mult=[1,2]", "generator.attention=[]", "score.attention=[]",
               "gen_every=2"]
@@ -241,6 +264,9 @@ def mfu_report(args) -> dict:
                             peak["tflops"] * 1e12, extra)
             print(json.dumps(run), flush=True)
             runs.append(run)
+        run = small_preset_speed("mnist-smt", 5 if args.smoke else 300, device, folder, extra)
+        print(json.dumps(run), flush=True)
+        runs.append(run)
         for preset in ("cifar10-smt", "imagenet64-smt"):
             run = sampling_mfu(preset, 4 if args.smoke else args.sample_batch, 1 if args.smoke else 5, device,
                                peak["tflops"] * 1e12, extra)
