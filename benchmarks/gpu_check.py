@@ -260,8 +260,13 @@ def mfu_report(args) -> dict:
             ("imagenet64-smt", 4 if args.smoke else 280, 2 if args.smoke else args.batch_gpu, 1)]
     with tempfile.TemporaryDirectory() as folder:
         for preset, batch, batch_gpu, iters in plan:
-            run = train_mfu(preset, batch, batch_gpu, 1 if args.smoke else iters, device, folder,
-                            peak["tflops"] * 1e12, extra)
+            try:
+                run = train_mfu(preset, batch, batch_gpu, 1 if args.smoke else iters, device, folder,
+                                peak["tflops"] * 1e12, extra)
+            except torch.cuda.OutOfMemoryError as err:  # record it and go on: the other numbers still count
+                run = {"preset": preset, "what": "training cycle", "global_batch": batch, "batch_gpu": batch_gpu,
+                       "error": f"out of memory: {str(err).splitlines()[0][:200]}"}
+                torch.cuda.empty_cache()
             print(json.dumps(run), flush=True)
             runs.append(run)
         run = small_preset_speed("mnist-smt", 5 if args.smoke else 300, device, folder, extra)
