@@ -67,8 +67,8 @@ class EMA:
     def update(self, module: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.module.parameters(), module.parameters()):
-            e.lerp_(p.detach(), 1 - d)
+        ema_params = list(self.module.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in module.parameters()], 1 - d)  # one launch, not one per tensor
         for e, b in zip(self.module.buffers(), module.buffers()):
             e.copy_(b)
 
