@@ -232,7 +232,14 @@ def main() -> int:
                         help="batch 32, K=3, 3 timed cycles (under 3 minutes on 2 idle cores)")
     parser.add_argument("--profile", action="store_true", help="add torch.profiler tables to the output")
     parser.add_argument("--out", default=None, help="JSON file to write (a .md summary is written beside it)")
+    parser.add_argument("--summarise", default=None, help="only rewrite the .md summary of this JSON file")
     args = parser.parse_args()
+    if args.summarise:
+        with open(args.summarise) as fh:
+            result = json.load(fh)
+        with open(os.path.splitext(args.summarise)[0] + ".md", "w") as fh:
+            fh.write(summary(result))
+        return 0
     if args.quick:
         args.batch, args.gen_every, args.cycles = 32, 3, 3
     torch.manual_seed(0)
@@ -269,6 +276,15 @@ def summary(r: dict) -> str:
              f"Losses of {r['losses_checked']} phases from the same weights, batches and draws: max relative "
              f"difference {r['max_relative_loss_difference']:.2e} ({'identical' if r['losses_identical'] else 'DIFFERENT'}).",
              ""]
+    if "profile" in r:
+        lines += ["torch.profiler, one cycle each (self CPU time; the full tables are in the JSON):", ""]
+        for name in ("library", "reference"):
+            table = r["profile"][name]
+            total = [ln for ln in table.splitlines() if ln.startswith("Self CPU time total")]
+            convs = [ln.split() for ln in table.splitlines() if ln.strip().startswith("aten::mkldnn_convolution")]
+            calls = f", {convs[0][-1]} convolution calls" if convs else ""
+            lines.append(f"- {name}: {total[0].split(': ')[1] if total else '?'}{calls}")
+        lines.append("")
     return "\n".join(lines)
 
 
