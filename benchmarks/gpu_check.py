@@ -2,7 +2,7 @@
 model FLOP utilisation (MFU) of training and one-step sampling against a bf16 matmul peak measured here.
 
 Run on a GPU machine from the repository root (nothing to build; about 6 minutes on an H100/H200):
-    PYTHONPATH=. python benchmarks/gpu_check.py --mfu --out benchmarks/results/gpu_check.json
+    PYTHONPATH=. python benchmarks/gpu_check.py --mfu --out benchmarks/results/gpu_mfu.json
 `--mfu` runs only the MFU part (cifar10-smt batch 40; imagenet64-smt at global batch 280 in micro-batches
 of --batch-gpu under an 80 GiB memory cap; sampling at batch 1000); without it the older bf16/fp32 table runs too. `--smoke` runs the
 MFU part end to end on the CPU with tiny networks (a test of this script, not a measurement).
@@ -282,7 +282,8 @@ def mfu_report(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="benchmarks/results/gpu_check.json")
+    parser.add_argument("--out", default=None,
+                        help="JSON file (default benchmarks/results/gpu_check.json; with --mfu gpu_mfu.json)")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--mfu", action="store_true", help="only the MFU measurements")
     parser.add_argument("--smoke", action="store_true", help="the MFU part on the CPU with tiny networks")
@@ -293,6 +294,9 @@ def main() -> int:
                         help="cap this process's GPU memory as if the card had this much (0: no cap)")
     parser.add_argument("--sample-batch", type=int, default=1000)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ("benchmarks/results/gpu_mfu-smoke-cpu.json" if args.smoke else
+                    "benchmarks/results/gpu_mfu.json" if args.mfu else "benchmarks/results/gpu_check.json")
     if args.smoke or args.mfu:
         if not args.smoke and not torch.cuda.is_available():
             print("no CUDA device (use --smoke to test this script on the CPU)", file=sys.stderr)
