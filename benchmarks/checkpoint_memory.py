@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 CHILD = r"""
 import gc, json, resource, sys
 import torch
@@ -43,7 +45,7 @@ def measure(writer: str, mib: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         out = subprocess.run([sys.executable, "-c", CHILD, str(mib), writer, os.path.join(folder, "state.pt")],
                              capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"})
+                             env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
