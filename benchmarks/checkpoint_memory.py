@@ -1,7 +1,8 @@
 """Peak host memory of writing a training-state checkpoint: the streaming writer against version 1.
 
 Each writer runs in a fresh process that builds a state of known size (float32 tensors on the CPU),
-records its peak resident memory (ru_maxrss) before and after the write, and reports the peak during the
+records its peak resident memory (VmHWM, reset at the start since a child inherits its parent's
+high-water mark) before and after the write, and reports the peak during the
 write as a multiple of the state's size (the state itself counts as 1x). Run from the repository root:
     PYTHONPATH=. python benchmarks/checkpoint_memory.py --mib 256 --out benchmarks/results/checkpoint_memory.json
 """
@@ -22,8 +23,17 @@ import gc, json, resource, sys
 import torch
 from scoremix import checkpoint as ckpt
 mib, writer, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mib():  # peak resident memory (VmHWM; ru_maxrss where /proc is missing)
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:  # the high-water mark is inherited from the parent over fork: reset it (Linux: "5" > clear_refs)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+except OSError:
+    pass
 torch.zeros(1)  # allocator warm
 base = rss_mib()
 n = mib * 2**20 // 4 // 16
