@@ -22,9 +22,11 @@ GRID = 1000
 
 
 class AlphaSampler:
+    """`sampler(n, generator=None, device=None)`: n draws on `device` from the global RNG, or from `generator` (then on its device)."""
+
     spec: str = ""
 
-    def __call__(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -38,10 +40,10 @@ class GridAlpha(AlphaSampler):
         self.spec, self.grid, self.zero_mass = spec, grid, zero_mass
         self.lo = 0 if include_zero else 1
 
-    def __call__(self, n, generator=None):
-        alpha = torch.randint(self.lo, self.grid + 1, (n,), generator=generator).float() / self.grid
+    def __call__(self, n, generator=None, device=None):
+        alpha = torch.randint(self.lo, self.grid + 1, (n,), generator=generator, device=device).float() / self.grid
         if self.zero_mass > 0:
-            zero = torch.rand(n, generator=generator) < self.zero_mass
+            zero = torch.rand(n, generator=generator, device=device) < self.zero_mass
             alpha = torch.where(zero, torch.zeros_like(alpha), alpha)
         return alpha
 
@@ -52,10 +54,10 @@ class CodeAlpha(AlphaSampler):
     def __init__(self, grid: int = GRID):
         self.spec, self.grid = "code", grid
 
-    def __call__(self, n, generator=None):
-        grid = torch.randint(0, self.grid + 1, (n,), generator=generator).float() / self.grid
-        special = torch.randint(0, 3, (n,), generator=generator).float() / 2
-        pick = torch.rand(n, generator=generator) < 0.5
+    def __call__(self, n, generator=None, device=None):
+        grid = torch.randint(0, self.grid + 1, (n,), generator=generator, device=device).float() / self.grid
+        special = torch.randint(0, 3, (n,), generator=generator, device=device).float() / 2
+        pick = torch.rand(n, generator=generator, device=device) < 0.5
         return torch.where(pick, special, grid)
 
 
@@ -63,27 +65,27 @@ class RangeAlpha(AlphaSampler):
     def __init__(self, lo: float, hi: float, spec: str):
         self.lo, self.hi, self.spec = lo, hi, spec
 
-    def __call__(self, n, generator=None):
-        return self.lo + (self.hi - self.lo) * torch.rand(n, generator=generator)
+    def __call__(self, n, generator=None, device=None):
+        return self.lo + (self.hi - self.lo) * torch.rand(n, generator=generator, device=device)
 
 
 class ConstantAlpha(AlphaSampler):
     def __init__(self, value: float, spec: str):
         self.value, self.spec = value, spec
 
-    def __call__(self, n, generator=None):
-        return torch.full((n,), self.value)
+    def __call__(self, n, generator=None, device=None):
+        return torch.full((n,), self.value, device=device)
 
 
 class BetaAlpha(AlphaSampler):
     def __init__(self, a: float, b: float, spec: str):
         self.a, self.b, self.spec = a, b, spec
 
-    def __call__(self, n, generator=None):
+    def __call__(self, n, generator=None, device=None):
         # Beta via two Gammas would need torch.distributions (no generator argument); use inverse
         # transform on a fine grid instead so draws follow the given generator.
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        x = torch.linspace(0, 1, 20001, dtype=torch.float64)[1:-1]
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        x = torch.linspace(0, 1, 20001, dtype=torch.float64, device=u.device)[1:-1]
         log_pdf = (self.a - 1) * x.log() + (self.b - 1) * torch.log1p(-x)
         cdf = torch.cumsum((log_pdf - log_pdf.max()).exp(), 0)
         cdf = cdf / cdf[-1]
@@ -94,8 +96,8 @@ class BetaAlpha(AlphaSampler):
 class EndpointAlpha(AlphaSampler):
     spec = "endpoints"
 
-    def __call__(self, n, generator=None):
-        return torch.randint(0, 2, (n,), generator=generator).float()
+    def __call__(self, n, generator=None, device=None):
+        return torch.randint(0, 2, (n,), generator=generator, device=device).float()
 
 
 def _numbers(spec: str, arg: str, count: int) -> list[float]:

@@ -1,8 +1,11 @@
 """Checkpoints: atomic writes, SHA-256 verified training state, generator weights as safetensors.
 
-Training state (`checkpoints/state-NNNNNNN.pt`) is a torch file loadable with weights_only=True:
-{"format", "version", "sha256", "payload"} where payload holds the torch.save bytes of the state dict
-(networks, EMA, optimisers, schedulers, RNG states, data position, config) and sha256 is their digest.
+Training state (`checkpoints/state-NNNNNNN.pt`) is a torch file loadable with weights_only=True. Version 2
+(the streaming writer): torch.save of {"format", "version": 2, "state"} written through SHA-256 straight
+to disk (host memory stays near the state's own size), with the digest and the zip's length stored as
+the zip archive comment (a fixed-size trailer). The digest covers the zip as torch wrote it, i.e. with
+a comment length of 0. Version 1 ({"format", "version", "sha256", "payload"}, payload holding the
+state's torch.save bytes, built in memory) still loads.
 Generator weights (`generator.safetensors`) hold "raw.*" and (if EMA is on) "ema.*" tensors with the
 resolved config as JSON in the metadata; diffusion runs write their denoiser the same way to
 `denoiser.safetensors` (format tag scoremix-denoiser).
@@ -89,6 +92,55 @@ def remove_stale_temp_files(folder: str) -> list[str]:
     return removed
 
 
+def atomic_write_stream(path: str, fill) -> None:
+    """Like atomic_write_bytes, but `fill(fh)` writes the content to the open temporary file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+STATE_VERSION_STREAMED = 2
+_TRAILER_TAG = b"SCOREMIX-SHA256 "
+_TRAILER_LEN = len(_TRAILER_TAG) + 64 + 1 + 16  # tag, hex digest, space, hex length of the zip
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes, its last 2 the comment length
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through it to `fh`."""
+
+    def __init__(self, fh):
+        self.fh, self.sha, self.size, self.tail = fh, hashlib.sha256(), 0, b""
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self.sha.update(view)
+        self.fh.write(view)
+        self.size += len(view)
+        self.tail = (self.tail + bytes(view[-22:]))[-22:]
+        return len(view)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def _torch_bytes(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -96,11 +148,62 @@ def _torch_bytes(obj) -> bytes:
 
 
 def save_training_state(state: dict, path: str) -> None:
+    """Stream the state through SHA-256 to a temporary file, put the digest in the zip comment, fsync, rename."""
+
+    def fill(fh):
+        writer = _HashingWriter(fh)
+        torch.save({"format": STATE_FORMAT, "version": STATE_VERSION_STREAMED, "state": state}, writer)
+        if not (writer.tail.startswith(_EOCD) and writer.tail[-2:] == b"\x00\x00"):
+            raise RuntimeError("torch.save did not end with a plain zip end-of-central-directory record")
+        trailer = _TRAILER_TAG + writer.sha.hexdigest().encode() + b" " + f"{writer.size:016x}".encode()
+        fh.seek(writer.size - 2)
+        fh.write(len(trailer).to_bytes(2, "little") + trailer)
+
+    atomic_write_stream(path, fill)
+
+
+def save_training_state_v1(state: dict, path: str) -> None:
+    """The version-1 writer (the payload's bytes built in memory, then wrapped): kept for tests and the
+    memory benchmark; its peak host memory is 3-4x the state's size."""
     payload = _torch_bytes(state)
     wrapper = {"format": STATE_FORMAT, "version": STATE_VERSION,
                "sha256": hashlib.sha256(payload).hexdigest(),
                "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
     atomic_write_bytes(path, _torch_bytes(wrapper))
+
+
+def _streamed_digest(path: str) -> tuple[str, int] | None:
+    """(digest, zip length) from a version-2 file's trailer, or None when it has none."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < _TRAILER_LEN + 22:
+            return None
+        fh.seek(size - _TRAILER_LEN)
+        trailer = fh.read(_TRAILER_LEN)
+    if not trailer.startswith(_TRAILER_TAG):
+        return None
+    try:
+        digest, length = trailer[len(_TRAILER_TAG):].decode("ascii").split(" ")
+        return digest, int(length, 16)
+    except ValueError:
+        return None
+
+
+def _verify_streamed(path: str, digest: str, length: int) -> bool:
+    """SHA-256 of the zip as written (comment length 0), read in 1 MiB chunks."""
+    if os.path.getsize(path) != length + _TRAILER_LEN:
+        return False
+    sha, left = hashlib.sha256(), length - 2
+    chunk = bytearray(1 << 20)
+    with open(path, "rb") as fh:
+        while left > 0:
+            got = fh.readinto(memoryview(chunk)[:min(left, len(chunk))])
+            if not got:
+                return False
+            sha.update(memoryview(chunk)[:got])
+            left -= got
+    sha.update(b"\x00\x00")
+    return sha.hexdigest() == digest
 
 
 def load_training_state(path: str, map_location="cpu") -> dict:
@@ -113,8 +216,11 @@ def load_training_state(path: str, map_location="cpu") -> dict:
                               "(or --resume latest with --out RUN_FOLDER)")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    streamed = _streamed_digest(path)
+    if streamed is not None and not _verify_streamed(path, *streamed):
+        raise CheckpointError(f"checkpoint '{path}' fails its checksum (corrupted); resume from an earlier one")
     try:
-        wrapper = _torch_load(path, "cpu")
+        wrapper = _torch_load(path, map_location if streamed is not None else "cpu")
     except pickle.UnpicklingError as err:  # weights_only refused it: a foreign or malicious pickle
         raise CheckpointError(f"checkpoint '{path}' is not a tensors-only torch file "
                               f"({_first_line(err)}); refusing to load it") from None
@@ -123,6 +229,12 @@ def load_training_state(path: str, map_location="cpu") -> dict:
                               f"{type(err).__name__}); use an earlier checkpoint") from None
     if not isinstance(wrapper, dict) or wrapper.get("format") != STATE_FORMAT:
         raise CheckpointError(f"'{path}' is not a scoremix training-state checkpoint")
+    if wrapper.get("version") == STATE_VERSION_STREAMED:
+        if streamed is None:
+            raise CheckpointError(f"checkpoint '{path}' has lost its checksum trailer (damaged); resume from an earlier one")
+        if not isinstance(wrapper.get("state"), dict):
+            raise CheckpointError(f"checkpoint '{path}' payload is not a training state")
+        return wrapper["state"]
     digest, blob = wrapper.get("sha256"), wrapper.get("payload")
     if not (isinstance(digest, str) and isinstance(blob, torch.Tensor) and blob.dtype == torch.uint8
             and blob.ndim == 1):

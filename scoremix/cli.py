@@ -95,6 +95,18 @@ def _add_features(sub):
     t.add_argument("--seed", type=int, default=0)
 
 
+def _add_data(sub):
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("prepare", help="resize a dataset once into an EDM-style zip (PNGs + dataset.json)")
+    q.add_argument("source", help="digits, mnist, or a path: folder of images, .npz/.npy, .zip, CIFAR-10 folder")
+    q.add_argument("--out", required=True, help="the .zip to write")
+    q.add_argument("--resolution", type=int, default=None, help="side length to resize to (default: native)")
+    q.add_argument("--channels", type=int, default=None, choices=(1, 3), help="convert to 1 or 3 channels")
+    q.add_argument("--source", dest="kind", default=None, help="the kind of SOURCE when its name does not say it")
+    q.add_argument("--no-labels", action="store_true", help="drop the labels (dataset.json gets labels: null)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scoremix", description="One-step generators with Score-of-Mixture Training.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -104,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_teacher(sub)
     _add_features(sub)
+    _add_data(sub)
     p = sub.add_parser("presets", help="list presets (or every config key with --keys)")
     p.add_argument("--keys", action="store_true", help="list every config key with its default")
     p.add_argument("--show", default=None, help="print one preset's full config")
@@ -320,6 +333,20 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from .data.prepare import guess_source, prepare_zip
+
+    kind, path = guess_source(args.source) if args.kind is None else (args.kind, args.source)
+    if kind in ("digits", "mnist"):
+        path = None
+    info = prepare_zip(kind, path, args.out, resolution=args.resolution, channels=args.channels,
+                       labels=not args.no_labels)
+    c, h, w = info["shape"]
+    print(f"wrote {info['images']} images ({c}x{h}x{w}, {info['num_classes']} classes) to {info['out']}; "
+          f"train with data.source=zip data.path={info['out']}")
+    return 0
+
+
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
@@ -331,7 +358,7 @@ def cmd_features(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "features": cmd_features, "teacher": cmd_teacher}
+            "features": cmd_features, "teacher": cmd_teacher, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ class DataConfig:
     batch_size: int = 256            # GLOBAL batch: split evenly over the ranks
     sigma_data: float = 0.5          # data standard deviation used by EDM preconditioning
     standardize: str = "global"      # points: none | global (centre, one scale) | per_dim (centre, scale each coordinate)
+    workers: int = 0                 # DataLoader worker processes reading batches ahead (0: read in the training process)
 
 
 @dataclass
@@ -114,7 +115,11 @@ class TrainConfig:
     nonfinite: str = "skip"          # skip | stop: what a non-finite loss or gradient does
     max_skips: int = 20              # consecutive skipped steps before the run stops
     tensorboard: bool = False
-    progress: bool = True            # tqdm progress bar
+    progress: str = "auto"           # auto (bar on a terminal, lines otherwise) | bar | lines | off
+    progress_every: float = 30.0     # seconds between progress lines (progress=lines, or auto without a terminal)
+    batch_gpu: int = 0               # per-process micro-batch; data.batch_size is reached by gradient accumulation (0: no accumulation)
+    tf32: bool = True                # TF32 matrix multiplies and convolutions on CUDA
+    compile: bool = False            # regional torch.compile of the backbones' residual blocks (opt-in; slow first steps)
 
 
 @dataclass
@@ -392,5 +397,14 @@ def validate(cfg: Config) -> None:
     _check(t.precision in ("fp32", "bf16"), f"train.precision='{t.precision}': use fp32 or bf16")
     _check(t.nonfinite in ("skip", "stop"), f"train.nonfinite='{t.nonfinite}': use skip or stop")
     _check(t.max_skips >= 1, "train.max_skips must be >= 1")
+    flag = str(t.progress).lower()
+    t.progress = {"true": "auto", "yes": "auto", "on": "auto", "1": "auto", "false": "off", "no": "off",
+                  "0": "off"}.get(flag, flag)
+    _check(t.progress in ("auto", "bar", "lines", "off"), f"train.progress='{t.progress}': use auto, bar, lines or off")
+    _check(t.progress_every > 0, "train.progress_every must be a positive number of seconds")
+    _check(t.batch_gpu >= 0, f"train.batch_gpu must be >= 0 (0: no accumulation), got {t.batch_gpu}")
+    _check(d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
+    _check(d.workers == 0 or d.source not in _TOY_SOURCES,
+           f"data.workers is for image datasets; data.source={d.source} draws its samples in the training process")
     _check(cfg.eval.samples >= 10 and cfg.eval.knn_k >= 1, "eval.samples must be >= 10 and eval.knn_k >= 1")
     _check(cfg.eval.heun_steps >= 1, f"eval.heun_steps must be >= 1, got {cfg.eval.heun_steps}")

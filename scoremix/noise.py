@@ -32,8 +32,17 @@ class SigmaGrid:
         hi = self.num if hi is None else hi
         if not 0 <= lo < hi <= self.num:
             raise ValueError(f"grid index range [{lo}, {hi}) is outside [0, {self.num})")
-        idx = torch.randint(lo, hi, (n,), generator=generator)
-        return self.sigmas[idx].to(device)
+        if generator is not None or device is None:
+            return self.sigmas[torch.randint(lo, hi, (n,), generator=generator)].to(device)
+        # drawn where they are used: no host-to-device copy in the training loop
+        idx = torch.randint(lo, hi, (n,), device=device)
+        return self._sigmas_on(torch.device(device))[idx]
+
+    def _sigmas_on(self, device: torch.device) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_device_sigmas", {})
+        if device not in cache:
+            cache[device] = self.sigmas.to(device)
+        return cache[device]
 
     def generator_index_range(self, fraction: float = 0.96) -> tuple[int, int]:
         """The middle `fraction` of the grid (indices 20..980 of 1000 for 0.96), used for generator updates."""

@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from .evaluate import Evaluator, generate_samples
 from .methods import build_method
 from .nets.build import count_parameters
 from .plots import samples_picture, save_picture
+from .progress import Progress
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -39,8 +41,9 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
-        if name == "cuda":
-            return torch.device("cuda", info.local_rank)
+        device = torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
+        torch.cuda.set_device(device)  # so that NCCL and unplaced allocations use this rank's card
+        return device
     return torch.device(name)
 
 
@@ -65,8 +68,8 @@ class EMA:
     def update(self, module: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.module.parameters(), module.parameters()):
-            e.lerp_(p.detach(), 1 - d)
+        ema_params = list(self.module.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in module.parameters()], 1 - d)  # one launch, not one per tensor
         for e, b in zip(self.module.buffers(), module.buffers()):
             e.copy_(b)
 
@@ -123,10 +126,20 @@ class Trainer:
             raise ConfigError(f"data.batch_size={cfg.data.batch_size} is the global batch and must divide "
                               f"evenly over {self.info.world_size} processes")
         self.local_batch = cfg.data.batch_size // self.info.world_size
+        self.micro_batch = t.batch_gpu or self.local_batch
+        if self.local_batch % self.micro_batch:
+            raise ConfigError(f"train.batch_gpu={t.batch_gpu} must divide the per-process batch {self.local_batch} "
+                              f"(data.batch_size={cfg.data.batch_size} over {self.info.world_size} process(es)); "
+                              f"try train.batch_gpu={_largest_divisor_at_most(self.local_batch, t.batch_gpu)}")
+        self.accum_steps = self.local_batch // self.micro_batch
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = t.tf32
+            torch.backends.cudnn.allow_tf32 = t.tf32
         if self.info.is_main:
             self._prepare_run_dir()
 
         self.dataset = build_dataset(cfg.data)
+        self._fit_image_size()
         if self.info.is_main and hasattr(self.dataset, "transform_record"):  # points: how they were standardised
             ckpt.atomic_write_bytes(os.path.join(run_dir, "data_transform.json"),
                                     json.dumps(self.dataset.transform_record(), indent=1).encode())
@@ -137,6 +150,10 @@ class Trainer:
         if t.channels_last and len(self.source.shape) == 3:
             for net in self.method.networks.values():
                 net.to(memory_format=torch.channels_last)
+        if t.compile:
+            from .nets.compile import compile_blocks
+
+            self.compiled_blocks = sum(compile_blocks(net) for net in self.method.networks.values())
         self.param_counts = {k: count_parameters(v) for k, v in self.method.networks.items()}
         if self.info.enabled:
             for name, net in self.method.networks.items():
@@ -187,6 +204,30 @@ class Trainer:
         except OSError as err:
             raise TrainingError(f"cannot write '{self.run_dir}/config.yaml' ({err.strerror}); "
                                 "free disk space or pass --out to a writable folder") from None
+
+    def _fit_image_size(self) -> None:
+        """Images whose side the networks cannot take (a skip connection of 26 against 25) are resized to the
+        next size they take, with a one-line notice and the size recorded in config.yaml; an explicit
+        data.resolution the networks cannot take is refused before training."""
+        from .nets.build import size_multiple
+
+        if self.dataset is None or len(self.dataset.shape) != 3:  # toys and points: no image sides
+            return
+        m = max(size_multiple(self.cfg.generator), size_multiple(self.cfg.score))
+        h, w = self.dataset.shape[-2:]
+        if h % m == 0 and w % m == 0:
+            return
+        arch = "/".join(sorted({self.cfg.generator.arch, self.cfg.score.arch}))
+        down, up = max(m, max(h, w) // m * m), -(-max(h, w) // m) * m
+        if self.cfg.data.resolution is not None:
+            raise ConfigError(f"data.resolution={self.cfg.data.resolution}: the {arch} networks need image sides "
+                              f"divisible by {m}; use data.resolution={down} or {up}")
+        self.echo(f"notice: the images are {h}x{w} but the {arch} networks need sides divisible by {m}; "
+                  f"resizing them to {up}x{up} (set data.resolution to choose the size)")
+        self.cfg.data.resolution = up
+        self.dataset = build_dataset(self.cfg.data)
+        if self.info.is_main:
+            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
 
     def _state(self) -> dict:
         return {
@@ -320,15 +361,54 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def micro_batches(self, batch) -> list:
+        """The per-process batch cut into accum_steps micro-batches of batch_gpu samples (tensors along dim 0)."""
+        if self.accum_steps == 1:
+            return [batch]
+        m = self.micro_batch
+        return [tuple(None if v is None else v[i * m:(i + 1) * m] for v in batch) for i in range(self.accum_steps)]
+
+    def _seed_micro_batch(self, phase: str, micro: int) -> None:
+        """Seed the global RNG from (seed, step, phase, global micro-batch index): every draw a method makes
+        for a micro-batch is then a function of where that micro-batch sits in the global batch, not of the
+        number of processes or of earlier draws, so 2 ranks x A micro-batches reproduce 1 rank x 2A and a
+        checkpoint resumes exactly on any number of ranks."""
+        index = self.info.rank * self.accum_steps + micro
+        key = np.random.SeedSequence([self.cfg.train.seed, self.step, zlib.crc32(phase.encode()), index])
+        torch.manual_seed(int(key.generate_state(1, np.uint64)[0]))
+
+    def _sync_context(self, last: bool):
+        """DDP all-reduces gradients only on the last micro-batch of a phase."""
+        stack = contextlib.ExitStack()
+        if not last:
+            for net in self.method.train_networks.values():
+                if isinstance(net, DistributedDataParallel):
+                    stack.enter_context(net.no_sync())
+        return stack
+
     def train_step(self, batch) -> dict:
+        """One iteration: for each phase of the plan, accumulate the gradient of the mean loss over the
+        micro-batches (each micro-batch's loss scaled by 1/accum_steps, so the update is the full batch's),
+        then one optimiser step."""
         stats: dict[str, torch.Tensor] = {}
         clip = self.cfg.optim.grad_clip
+        micro = self.micro_batches(batch)
+        scale = 1.0 / len(micro)
         for phase in self.method.plan(self.step):
             opt = self.optimizers[phase.optimizer]
             opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss, phase_stats = self.method.loss(phase.name, batch, self.step)
-            loss.backward()
+            phase_stats: dict[str, torch.Tensor] = {}
+            loss_sum = None
+            for i, part in enumerate(micro):
+                self._seed_micro_batch(phase.name, i)
+                with self._sync_context(i == len(micro) - 1):
+                    with self._autocast():
+                        loss, part_stats = self.method.loss(phase.name, part, self.step)
+                    (loss * scale if len(micro) > 1 else loss).backward()
+                loss_sum = loss.detach() * scale if loss_sum is None else loss_sum + loss.detach() * scale
+                for k, v in part_stats.items():
+                    phase_stats[k] = v * scale if k not in phase_stats else phase_stats[k] + v * scale
+            loss = loss_sum
             norm = torch.nn.utils.clip_grad_norm_(self.params[phase.optimizer], clip if clip > 0 else float("inf"))
             bad = not torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all().item()  # one sync
             if any_rank(bad, self.info, self.device):
@@ -449,15 +529,15 @@ class Trainer:
 
     def _loop(self, writer) -> bool:
         """Train until cfg.train.steps; True when a signal stopped it early."""
-        from tqdm import tqdm
-
         t = self.cfg.train
         self.echo(f"run folder: {self.run_dir}")
         self.echo("parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.param_counts.items()))
+        self.echo(f"batch: global {self.cfg.data.batch_size} = {self.info.world_size} process(es) x "
+                  f"{self.accum_steps} accumulation step(s) x micro-batch {self.micro_batch}")
         if self.info.is_main and self.step == 0:
             self.write_samples("init")
-        bar = tqdm(total=t.steps, initial=self.step, disable=not (t.progress and self.info.is_main),
-                   dynamic_ncols=True, desc=self.cfg.name)
+        bar = Progress(t.progress, total=t.steps, initial=self.step, desc=self.cfg.name, every=t.progress_every,
+                       enabled=self.info.is_main)
         window: dict[str, torch.Tensor] = {}
         window_n, window_start = 0, time.time()
         try:
@@ -513,6 +593,10 @@ class Trainer:
         except ImportError:
             raise ConfigError("train.tensorboard=true needs TensorBoard: pip install 'scoremix[tensorboard]'") from None
         return SummaryWriter(os.path.join(self.run_dir, "tb"))
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
 
 def _flatten(d: dict, prefix: str) -> dict:

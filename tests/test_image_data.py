@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from scoremix.data import files
 from scoremix.data import images as im
 from scoremix.data.images import (
     ImageDataset,
@@ -201,7 +202,7 @@ def test_folder_errors(tmp_path):
 
 
 def test_folder_checks_unscanned_images_on_get(tmp_path, monkeypatch):
-    monkeypatch.setattr(im, "HEADER_SCAN_LIMIT", 1)
+    monkeypatch.setattr(files, "HEADER_SCAN_LIMIT", 1)  # the constant lives in the folder/zip module
     save_png(str(tmp_path / "a.png"), rgb_image(4, 4, 0))
     save_png(str(tmp_path / "b.png"), rgb_image(5, 5, 0))
     ds = load_image_dataset("folder", str(tmp_path))

@@ -337,17 +337,17 @@ def test_npy_and_npz_loaders_refuse_code(marker, tmp_path):
 
 # -- a full disk ----------------------------------------------------------------------------------------
 def test_disk_full_on_the_second_checkpoint_keeps_the_first(tmp_path, monkeypatch, capsys):
-    real_write = ckpt.atomic_write_bytes
+    real_write = ckpt.atomic_write_stream  # training states are streamed to disk
     calls = []
 
-    def write(path, data):
+    def write(path, fill):
         if os.path.basename(path).startswith("state-"):
             calls.append(path)
             if len(calls) == 2:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-        real_write(path, data)
+        real_write(path, fill)
 
-    monkeypatch.setattr(ckpt, "atomic_write_bytes", write)
+    monkeypatch.setattr(ckpt, "atomic_write_stream", write)
     run = str(tmp_path / "run")
     argv = ["train", "--config", "ring8", "--out", run, *tiny_overrides(steps=6, ckpt_every=2)]
     assert main(argv) == 2

@@ -13,17 +13,22 @@ from .toy import TOYS, make_toy
 
 
 class ToySource:
-    """Fresh samples from a toy distribution, drawn from a dedicated generator."""
+    """Fresh samples from a toy distribution, drawn from a dedicated generator.
 
-    def __init__(self, name: str, batch_size: int, seed: int, rank: int = 0):
+    Every rank draws the whole global batch from the same stream and keeps its own slice, so the samples
+    of a step do not depend on how many processes share it (and a checkpoint resumes on any number)."""
+
+    def __init__(self, name: str, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         self.dist = make_toy(name)
         self.shape = self.dist.shape
         self.num_classes = 0
         self.batch_size = batch_size
-        self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 17 + rank)
+        self.rank, self.world_size = rank, world_size
+        self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 17)
 
     def next_batch(self):
-        return self.dist.sample(self.batch_size, self.generator), None
+        x = self.dist.sample(self.batch_size * self.world_size, self.generator)
+        return x[self.rank * self.batch_size:(self.rank + 1) * self.batch_size], None
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -31,15 +36,22 @@ class ToySource:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
+    def close(self) -> None:
+        pass
+
 
 class DatasetSource:
-    """Epoch-wise shuffled batches from a finite dataset; each rank takes its own slice of every epoch.
+    """Epoch-wise shuffled batches from a finite dataset.
 
-    The permutation of epoch e depends only on (seed, e), so the position (epoch, cursor) is the whole state.
+    One global stream: the epochs' permutations, concatenated. Step k's global batch is the next
+    batch_size * world_size positions of that stream and rank r takes its r-th block, so the position
+    (epoch, cursor) counts global samples and is the whole state, whatever the number of processes.
+    The permutation of epoch e depends only on (seed, e). With `workers` > 0 the same index lists are read
+    by DataLoader worker processes ahead of time (see `scoremix.data.loader`); flips are drawn here either way.
     """
 
     def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 flip: bool = False, use_labels: bool = False):
+                 flip: bool = False, use_labels: bool = False, workers: int = 0):
         self.dataset = dataset
         self.shape = tuple(dataset.shape)
         self.num_classes = dataset.num_classes if use_labels else 0
@@ -47,30 +59,47 @@ class DatasetSource:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.flip = flip
         self.use_labels = use_labels
+        self.workers = workers
         self.epoch, self.cursor = 0, 0
-        self.flip_generator = torch.Generator().manual_seed(seed * 7919 + 3 + rank)
-        self._order = self._epoch_order(0)
+        self.flip_generator = torch.Generator().manual_seed(seed * 7919 + 3)
+        self._orders: dict[int, np.ndarray] = {}
+        self._loader = None
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        usable = len(perm) // self.world_size * self.world_size
-        return perm[:usable][self.rank::self.world_size]
+        if epoch not in self._orders:
+            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+        return self._orders[epoch]
 
-    def next_batch(self):
+    def advance(self, epoch: int, cursor: int) -> tuple[np.ndarray, int, int]:
+        """This rank's indices of the global batch at position (epoch, cursor), and the next position."""
         picks = []
-        need = self.batch_size
+        need = self.batch_size * self.world_size
         while need > 0:
-            take = self._order[self.cursor:self.cursor + need]
+            order = self._epoch_order(epoch)
+            take = order[cursor:cursor + need]
             picks.append(take)
             need -= len(take)
-            self.cursor += len(take)
-            if self.cursor >= len(self._order):
-                self.epoch += 1
-                self.cursor = 0
-                self._order = self._epoch_order(self.epoch)
-        x, labels = self.dataset.get(np.concatenate(picks))
+            cursor += len(take)
+            if cursor >= len(order):
+                epoch, cursor = epoch + 1, 0
+        block = np.concatenate(picks)[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        return block, epoch, cursor
+
+    def next_batch(self):
+        start = (self.epoch, self.cursor)
+        indices, self.epoch, self.cursor = self.advance(*start)
+        if self.workers > 0:
+            if self._loader is None:
+                from .loader import PrefetchLoader
+
+                self._loader = PrefetchLoader(self, *start, workers=self.workers)
+            x, labels = self._loader.next(indices)
+        else:
+            x, labels = self.dataset.get(indices)
         if self.flip:
-            mask = torch.rand(x.shape[0], generator=self.flip_generator) < 0.5
+            mask = torch.rand(x.shape[0] * self.world_size, generator=self.flip_generator) < 0.5
+            mask = mask[self.rank * x.shape[0]:(self.rank + 1) * x.shape[0]]
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
         return x, (labels if self.use_labels else None)
 
@@ -78,9 +107,15 @@ class DatasetSource:
         return {"epoch": self.epoch, "cursor": self.cursor, "flip_generator": self.flip_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        self.close()
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._order = self._epoch_order(self.epoch)
         self.flip_generator.set_state(state["flip_generator"])
+
+    def close(self) -> None:
+        """Stop the DataLoader workers (a later next_batch starts them again)."""
+        if self._loader is not None:
+            self._loader.close()
+            self._loader = None
 
 
 def build_dataset(data_cfg):
@@ -99,10 +134,10 @@ def build_dataset(data_cfg):
 
 def build_source(data_cfg, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, dataset=None):
     if data_cfg.source in TOYS:
-        return ToySource(data_cfg.source, batch_size, seed, rank)
+        return ToySource(data_cfg.source, batch_size, seed, rank, world_size)
     dataset = dataset if dataset is not None else build_dataset(data_cfg)
     return DatasetSource(dataset, batch_size, seed, rank, world_size, flip=data_cfg.flip,
-                         use_labels=data_cfg.conditional)
+                         use_labels=data_cfg.conditional, workers=data_cfg.workers)
 
 
 def reference_samples(data_cfg, n: int, seed: int, dataset=None):

@@ -102,7 +102,7 @@ class SMT(Method):
     def draw_labels(self, n: int, device) -> torch.Tensor | None:
         if self.num_classes == 0:
             return None
-        return torch.randint(0, self.num_classes, (n,)).to(device)
+        return torch.randint(0, self.num_classes, (n,), device=device)
 
     def generate(self, z, labels=None, generator_module=None):
         module = generator_module if generator_module is not None else self.networks["generator"]
@@ -135,11 +135,11 @@ class SMT(Method):
         """Eq. 6, 9, 10 (+ Eq. 11 when the GAN term is on). Class labels are the real batch's (as in
         the released code), so the generator sees the data's label frequencies."""
         m = self.cfg.method
-        z = torch.randn(n, *self.data_shape).to(device)
+        z = torch.randn(n, *self.data_shape, device=device)
         x = self.train_networks["generator"](z, labels=labels)
         lo, hi = self.gen_sigma_range
         sigma = self.grid.draw(n, device, lo=lo, hi=hi).to(dtype)
-        alpha = self.gen_alpha(n).to(device=device, dtype=dtype)
+        alpha = self.gen_alpha(n, device=device).to(dtype)
         x_t = add_noise(x.detach(), sigma)
         critic = self.networks["critic"]
         with eval_mode(critic.denoiser, enabled=m.critic_eval_in_gen):
@@ -162,10 +162,10 @@ class SMT(Method):
         m = self.cfg.method
         n, device = x_real.shape[0], x_real.device
         with torch.no_grad():
-            z = torch.randn(n, *self.data_shape).to(device)
+            z = torch.randn(n, *self.data_shape, device=device)
             x_fake = self.networks["generator"](z, labels=labels)
         sigma = self.grid.draw(n, device).to(x_real.dtype)
-        alpha = self.score_alpha(n).to(device=device, dtype=x_real.dtype)
+        alpha = self.score_alpha(n, device=device).to(x_real.dtype)
         inputs = [add_noise(x_real, sigma), add_noise(x_fake, sigma)]
         sigmas, alphas = [sigma, sigma], [alpha, alpha]
         if m.gan:

@@ -61,6 +61,14 @@ def build_head(backbone: nn.Module, hidden: int) -> nn.Module:
     return ConvHead(backbone.bottleneck_channels, hidden)
 
 
+def size_multiple(net_cfg) -> int:
+    """Image sides a backbone takes must be multiples of this: each of the len(channel_mult) - 1
+    downsamplings halves the side and the decoder doubles it back onto the skip connections."""
+    if net_cfg.arch == "mlp":
+        return 1
+    return 2 ** (len(net_cfg.channel_mult) - 1)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -18,7 +18,11 @@ def denoising_loss(denoised: torch.Tensor, clean: torch.Tensor, sigma: torch.Ten
 
 
 def add_noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    """x + sigma * n with n ~ N(0, I) drawn on x's device (no host copy); a CPU `generator` draws on the CPU."""
+    if generator is None or generator.device == x.device:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    else:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     return x + sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype) * noise
 
 
