@@ -64,6 +64,12 @@ class MethodConfig:
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
     warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
+    # smd | dmd (distillation, Sec. 4). score_alpha/gen_alpha, gen_every, gan* and head_hidden apply too;
+    # warmup_steps regress the generator onto the teacher at its noise level (for teachers without weights)
+    teacher: typing.Optional[str] = None  # frozen teacher: diffusion run folder/state-*.pt/.safetensors, EDM .pkl, diffusers folder, or analytic
+    teacher_dtype: str = "fp32"      # fp32 | bf16: hold the (network) teacher in bfloat16 to halve its memory
+    teacher_sha256: typing.Optional[str] = None  # filled in at the start of a run; a resumed run refuses another teacher
+    smd_joint_features: bool = False  # smd: the mixture loss also trains D_fake's backbone (released code: head only)
 
 
 @dataclass
@@ -337,7 +343,12 @@ def validate(cfg: Config) -> None:
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; 2-D data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
-    _check(m.name == "smt", f"method.name='{m.name}' is unknown; available: smt")
+    _check(m.name in ("smt", "smd", "dmd"), f"method.name='{m.name}' is unknown; available: smt, smd, dmd")
+    _check(m.teacher_dtype in ("fp32", "bf16"), f"method.teacher_dtype='{m.teacher_dtype}': use fp32 or bf16")
+    _check(not (m.name in ("smd", "dmd") and m.teacher and str(m.teacher).startswith("analytic")
+                and d.source not in _TOY_SOURCES),
+           f"method.teacher={m.teacher} exists only for the 2-D toys ({', '.join(_TOY_SOURCES)}); images need a "
+           "trained teacher, e.g. a run of `scoremix train --config mnist-edm`")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")
     make_alpha_sampler(m.score_alpha)
     gen_sampler = make_alpha_sampler(m.gen_alpha)
