@@ -278,3 +278,23 @@ def test_toy_warmup_regresses_the_generator_onto_the_teacher_at_its_sigma():
     target = m.teacher(gen.sigma_max * z, torch.full((16,), gen.sigma_max))
     torch.testing.assert_close(loss.detach(), ((gen(z) - target) ** 2).mean().detach())
     assert math.isclose(gen.sigma_max, cfg.noise.sigma_max)
+
+
+def test_cli_train_resume_sample_eval_with_the_analytic_teacher(tmp_path, capsys):
+    from scoremix.cli import main
+
+    run = str(tmp_path / "run")
+    args = ["train", "--config", "ring8-smd", "--out", run] + TOY + ["steps=4", "method.warmup_steps=1",
+                                                                       "method.critic_warmup_steps=1", "ckpt_every=2"]
+    assert main(args[:-1] + ["ckpt_every=2", "steps=2"]) == 0
+    saved = load_config(run + "/config.yaml")
+    assert saved.method.name == "smd" and saved.method.teacher == "analytic" and len(saved.method.teacher_sha256) == 64
+    assert main(["train", "--out", run, "--resume", "latest", "steps=4"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert main(["sample", "--checkpoint", run, "--n", "10", "--out", str(tmp_path / "s.npz")]) == 0
+    assert main(["eval", "--checkpoint", run, "--samples", "50"]) == 0
+    assert main(["train", "--config", "ring8-dmd", "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", "mnist-smd", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "method.teacher=PATH" in err and "mnist-edm" in err and len(err.strip().splitlines()) == 1

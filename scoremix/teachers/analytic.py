@@ -79,7 +79,8 @@ def load_analytic_teacher(name, device="cpu") -> AnalyticTeacher:
     if name not in SUPPORTED:
         raise TeacherError(f"no analytic teacher for '{name}'; analytic teachers exist for the 2-D toys "
                            f"{', '.join(SUPPORTED)} (set data.source to one of them or write analytic:NAME)")
-    mixture = toy_mixture(name)
+    with torch.device("cpu"):  # also under a meta-device context (parameter counts of --dry-run)
+        mixture = toy_mixture(name)
     var = (mixture.weights[:, None] * (mixture.means - mixture.mean()) ** 2).sum(0) + (mixture.weights * mixture.stds ** 2).sum()
     info = {"kind": "analytic", "arch": "gaussian-mixture", "precond": "analytic", "resolution": None,
             "channels": mixture.dim, "num_classes": 0, "parameters": 0,
