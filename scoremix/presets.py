@@ -287,6 +287,9 @@ def _image_smd(name: str, source: str) -> Config:
 def cifar10_smd() -> Config:
     """SMD on CIFAR-10 from EDM's edm-cifar10-32x32-uncond-vp.pkl (method.teacher=PATH); lr 5e-5 / 5e-5."""
     cfg = _image_smd("cifar10-smd", "cifar10")
+    # replaced by the teacher's own settings at start-up; EDM's CIFAR-10 DDPM++ for --dry-run and validation
+    cfg.generator = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16])
+    cfg.score = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16], dropout=0.13)
     cfg.data.path = "data/cifar-10-batches-py"
     cfg.optim.lr_gen, cfg.optim.lr_score = 5e-5, 5e-5
     cfg.train.steps = 150000             # the paper gives no SMD iteration count; as its CIFAR SMT run
@@ -296,6 +299,9 @@ def cifar10_smd() -> Config:
 def imagenet64_smd() -> Config:
     """SMD on class-conditional ImageNet 64 from EDM's edm-imagenet-64x64-cond-adm.pkl; lr 2e-6 / 2e-6, bf16 teacher."""
     cfg = _image_smd("imagenet64-smd", "imagenet64")
+    cfg.generator = NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8])
+    cfg.score = NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8],
+                          dropout=0.10)
     cfg.data.path = "data/imagenet64"
     cfg.data.conditional = True
     cfg.method.teacher_dtype = "bf16"    # the 296M-parameter ADM teacher held in bfloat16
