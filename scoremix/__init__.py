@@ -4,3 +4,7 @@ Jayashankar, Ryu, Wornell, ICML 2025 (arXiv 2502.09609). Equation numbers in com
 """
 
 __version__ = "0.1.0"
+
+from .teachers import load_teacher  # noqa: E402  (scoremix.load_teacher: a frozen denoiser D(x, sigma, labels))
+
+__all__ = ["load_teacher", "__version__"]

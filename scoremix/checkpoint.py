@@ -4,7 +4,8 @@ Training state (`checkpoints/state-NNNNNNN.pt`) is a torch file loadable with we
 {"format", "version", "sha256", "payload"} where payload holds the torch.save bytes of the state dict
 (networks, EMA, optimisers, schedulers, RNG states, data position, config) and sha256 is their digest.
 Generator weights (`generator.safetensors`) hold "raw.*" and (if EMA is on) "ema.*" tensors with the
-resolved config as JSON in the metadata.
+resolved config as JSON in the metadata; diffusion runs write their denoiser the same way to
+`denoiser.safetensors` (format tag scoremix-denoiser).
 """
 
 from __future__ import annotations
@@ -200,21 +201,25 @@ def prune_checkpoints(folder: str, keep_last: int, keep_every: int = 0) -> list[
 
 
 def save_generator(path: str, raw: dict, ema: dict | None, config: dict, step: int,
-                   data_shape: tuple = (), num_classes: int = 0) -> None:
+                   data_shape: tuple = (), num_classes: int = 0, kind: str = "generator") -> None:
+    """`kind` tags the format: 'generator' (one-step generators) or 'denoiser' (diffusion runs)."""
     from safetensors.torch import save
 
     tensors = {f"raw.{k}": v.detach().cpu().contiguous().clone() for k, v in raw.items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.items()})
-    meta = {"format": "scoremix-generator", "config": json.dumps(config), "step": str(step),
+    meta = {"format": f"scoremix-{kind}", "config": json.dumps(config), "step": str(step),
             "has_ema": str(ema is not None), "data_shape": json.dumps(list(data_shape)),
             "num_classes": str(num_classes)}
     atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
+WEIGHTS_FORMATS = ("scoremix-generator", "scoremix-denoiser")
+
+
 def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
-    """(raw state dict, EMA state dict or None, config dict, info) from a generator safetensors file;
-    info has step, data_shape and num_classes."""
+    """(raw state dict, EMA state dict or None, config dict, info) from a generator (or diffusion
+    denoiser) safetensors file; info has step, data_shape and num_classes (the config's method.name says which)."""
     from safetensors import safe_open
 
     if not os.path.isfile(path):
@@ -226,7 +231,7 @@ def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
     except Exception as err:
         raise CheckpointError(f"'{path}' is not a readable safetensors file ({type(err).__name__}); "
                               "pass a run folder, a generator.safetensors or a state-*.pt file") from None
-    if meta.get("format") != "scoremix-generator" or "config" not in meta:
+    if meta.get("format") not in WEIGHTS_FORMATS or "config" not in meta:
         raise CheckpointError(f"'{path}' is a safetensors file but not a scoremix generator (no config metadata)")
     raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or None

@@ -35,6 +35,8 @@ def _add_sample(sub):
     g.add_argument("--ema", dest="ema", action="store_true", default=True, help="EMA weights (default)")
     g.add_argument("--raw", dest="ema", action="store_false", help="raw (non-EMA) weights")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=None,
+                   help="diffusion runs only: Heun steps (2N-1 network evaluations; default: the run's eval.heun_steps)")
 
 
 def _add_eval(sub):
@@ -43,6 +45,16 @@ def _add_eval(sub):
     p.add_argument("--json", default=None, help="write the metrics to this file")
     p.add_argument("--samples", type=int, default=None, help="generated samples (default: the config's eval.samples)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=None, help="diffusion runs only: Heun steps (default: eval.heun_steps)")
+
+
+def _add_teacher(sub):
+    p = sub.add_parser("teacher", help="inspect a diffusion teacher (for distillation)")
+    tsub = p.add_subparsers(dest="teacher_command", required=True)
+    q = tsub.add_parser("inspect", help="print a teacher's kind, architecture, resolution, classes and size")
+    q.add_argument("path", help="scoremix diffusion run (folder, state-*.pt, denoiser.safetensors), EDM .pkl, "
+                                "diffusers UNet2DModel folder, or 'analytic'")
+    q.add_argument("--device", default="cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    _add_teacher(sub)
     p = sub.add_parser("presets", help="list presets (or every config key with --keys)")
     p.add_argument("--keys", action="store_true", help="list every config key with its default")
     p.add_argument("--show", default=None, help="print one preset's full config")
@@ -136,7 +149,8 @@ def cmd_sample(args) -> int:
     if not args.out.endswith((".png", ".npz")):
         raise ScoremixError(f"--out '{args.out}' must end in .png (picture) or .npz (arrays)")
     _make_output_folder(args.out, "--out")
-    gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=args.ema, device=args.device)
+    gen, cfg, shape, classes, step, which = load_generator(args.checkpoint, use_ema=args.ema, device=args.device,
+                                                           steps=args.steps)
     if args.label is not None and not 0 <= args.label < max(classes, 1):
         raise ScoremixError(f"--class {args.label} is out of range: this generator has "
                             f"{'no classes' if classes == 0 else f'classes 0..{classes - 1}'}")
@@ -155,7 +169,8 @@ def cmd_sample(args) -> int:
     except OSError as err:
         raise ScoremixError(f"cannot write --out '{args.out}' ({err.strerror or err}); "
                             "free disk space or pick a writable folder") from None
-    print(f"{args.n} samples ({which} weights, step {step}) -> {args.out}")
+    heun = f", {gen.steps} Heun steps" if hasattr(gen, "evaluations") else ""
+    print(f"{args.n} samples ({which} weights, step {step}{heun}) -> {args.out}")
     return 0
 
 
@@ -183,9 +198,11 @@ def cmd_eval(args) -> int:
         raise ScoremixError(f"--samples must be at least 10 (nearest-neighbour metrics need them), got {args.samples}")
     if args.json:
         _make_output_folder(args.json, "--json")
-    generators, cfg, shape, classes, step = load_generators(args.checkpoint, device=args.device)
+    generators, cfg, shape, classes, step = load_generators(args.checkpoint, device=args.device, steps=args.steps)
     evaluator = Evaluator(cfg.data, args.samples or cfg.eval.samples, cfg.eval.knn_k)
     results = {"step": step, "samples": evaluator.n}
+    if any(hasattr(g, "evaluations") for g in generators.values()):  # a diffusion run: say how it sampled
+        results["heun_steps"] = next(iter(generators.values())).steps
     for variant, gen in generators.items():
         fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(args.device), seed=777)
         results[variant] = evaluator(fake)
@@ -197,6 +214,22 @@ def cmd_eval(args) -> int:
                 fh.write(text + "\n")
         except OSError as err:
             raise ScoremixError(f"cannot write --json '{args.json}' ({err.strerror or err})") from None
+    return 0
+
+
+def cmd_teacher(args) -> int:
+    from .sampling import check_device
+    from .teachers import load_teacher
+
+    teacher = load_teacher(args.path, device=check_device(args.device))
+    info = teacher.info
+    rows = [("kind", info.get("kind")), ("arch", info.get("arch")), ("precond", info.get("precond")),
+            ("resolution", info.get("resolution")), ("channels", info.get("channels")),
+            ("classes", info.get("num_classes")), ("parameters", f"{info.get('parameters', 0):,}"),
+            ("sigma_data", info.get("sigma_data"))]
+    rows += [(k, info[k]) for k in ("weights", "step", "data", "source") if info.get(k) is not None]
+    for key, value in rows:
+        print(f"{key:12s} {'-' if value is None else value}")
     return 0
 
 
@@ -224,7 +257,8 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
+            "teacher": cmd_teacher}
 
 
 def main(argv: list[str] | None = None) -> int:

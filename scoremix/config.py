@@ -70,6 +70,8 @@ class MethodConfig:
     teacher_dtype: str = "fp32"      # fp32 | bf16: hold the (network) teacher in bfloat16 to halve its memory
     teacher_sha256: typing.Optional[str] = None  # filled in at the start of a run; a resumed run refuses another teacher
     smd_joint_features: bool = False  # smd: the mixture loss also trains D_fake's backbone (released code: head only)
+    p_mean: float = -1.2             # edm: training sigmas are log-normal, ln sigma ~ N(p_mean, p_std^2) (EDM Table 1)
+    p_std: float = 1.2               # edm: std of ln sigma
 
 
 @dataclass
@@ -118,6 +120,7 @@ class TrainConfig:
 class EvalConfig:
     samples: int = 10000             # generated samples for metrics
     knn_k: int = 3
+    heun_steps: int = 18             # diffusion runs (method.name=edm): Heun steps of samples and metrics (2N-1 evaluations)
 
 
 @dataclass
@@ -326,7 +329,7 @@ def validate(cfg: Config) -> None:
     _check(d.channels in (None, 1, 3), f"data.channels must be 1 or 3, got {d.channels}")
     _check(not (d.conditional and d.source in _TOY_SOURCES),
            f"data.conditional=true needs labelled images; data.source={d.source} has no labels")
-    for role in ("generator", "score"):
+    for role in ("score",) if m.name == "edm" else ("generator", "score"):  # edm: one network, `score`
         net: NetConfig = getattr(cfg, role)
         _check(net.arch in ("mlp", "unet", "ddpmpp", "adm"),
                f"{role}.arch='{net.arch}' is unknown; use mlp, unet, ddpmpp or adm")
@@ -343,12 +346,13 @@ def validate(cfg: Config) -> None:
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; 2-D data uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
-    _check(m.name in ("smt", "smd", "dmd"), f"method.name='{m.name}' is unknown; available: smt, smd, dmd")
+    _check(m.name in ("smt", "edm", "smd", "dmd"), f"method.name='{m.name}' is unknown; available: smt, edm, smd, dmd")
     _check(m.teacher_dtype in ("fp32", "bf16"), f"method.teacher_dtype='{m.teacher_dtype}': use fp32 or bf16")
     _check(not (m.name in ("smd", "dmd") and m.teacher and str(m.teacher).startswith("analytic")
                 and d.source not in _TOY_SOURCES),
            f"method.teacher={m.teacher} exists only for the 2-D toys ({', '.join(_TOY_SOURCES)}); images need a "
            "trained teacher, e.g. a run of `scoremix train --config mnist-edm`")
+    _check(m.p_std > 0, f"method.p_std must be positive, got {m.p_std}")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")
     make_alpha_sampler(m.score_alpha)
     gen_sampler = make_alpha_sampler(m.gen_alpha)
@@ -381,3 +385,4 @@ def validate(cfg: Config) -> None:
     _check(t.nonfinite in ("skip", "stop"), f"train.nonfinite='{t.nonfinite}': use skip or stop")
     _check(t.max_skips >= 1, "train.max_skips must be >= 1")
     _check(cfg.eval.samples >= 10 and cfg.eval.knn_k >= 1, "eval.samples must be >= 10 and eval.knn_k >= 1")
+    _check(cfg.eval.heun_steps >= 1, f"eval.heun_steps must be >= 1, got {cfg.eval.heun_steps}")

@@ -310,6 +310,62 @@ def imagenet64_smd() -> Config:
     return cfg
 
 
+def _edm(cfg: Config) -> Config:
+    """A diffusion model (method.name=edm) in place of SMT: the `score` section is its denoiser; EDM's
+    log-normal training sigmas (P_mean -1.2, P_std 1.2); no GAN term, no warm-ups."""
+    cfg.method.name = "edm"
+    cfg.method.gan = False
+    cfg.method.warmup_steps = 0
+    cfg.method.critic_warmup_steps = 0
+    cfg.noise.generator_sigma = None
+    cfg.eval.heun_steps = 18
+    return cfg
+
+
+def ring8_edm() -> Config:
+    """Diffusion teacher (EDM objective, Heun sampler) on ring8: a 128-wide MLP denoiser, a few minutes on CPU."""
+    cfg = _toy("ring8-edm", "ring8", 6000, sigma_data=1.4)
+    _edm(cfg)
+    cfg.noise.sigma_max = 40.0           # sampling starts from N(0, 40^2): the data's spread (1.4) is negligible
+    cfg.optim.lr_score = 1e-3
+    cfg.optim.score_schedule = "cosine"
+    cfg.train.ema = 0.999
+    return cfg
+
+
+def digits_edm() -> Config:
+    """Diffusion teacher on scikit-learn's 8x8 digits (small U-Net, EDM objective)."""
+    cfg = _cpu_images("digits-edm", "digits")
+    _edm(cfg)
+    cfg.data.batch_size = 64
+    cfg.score = NetConfig(arch="unet", channels=32, channel_mult=[1, 2], blocks=1)
+    cfg.generator = NetConfig(arch="unet", channels=32, channel_mult=[1, 2], blocks=1)
+    cfg.optim.lr_score = 1e-3
+    cfg.optim.score_schedule = "cosine"
+    cfg.train.ema = 0.999
+    cfg.train.steps = 4000
+    cfg.train.sample_every = cfg.train.ckpt_every = 1000
+    return cfg
+
+
+def mnist_edm() -> Config:
+    """Diffusion teacher on MNIST 5k (28x28, small U-Net) for SMD/DMD students, cheap enough for a shared CPU."""
+    cfg = _cpu_images("mnist-edm", "mnist")
+    _edm(cfg)
+    cfg.data.resolution = 28
+    cfg.data.batch_size = 32
+    net = dict(arch="unet", channels=16, channel_mult=[1, 2, 2], blocks=1)  # the U-Net of mnist-smt
+    cfg.score = NetConfig(**net)
+    cfg.generator = NetConfig(**net)     # unused by edm; the students of SMD/DMD copy the teacher's network
+    cfg.optim.lr_score = 1e-3
+    cfg.optim.score_schedule = "cosine"
+    cfg.train.ema = 0.999
+    cfg.train.steps = 3000               # 96k images, ~19 passes over the 5k digits
+    cfg.train.sample_every = cfg.train.ckpt_every = 500
+    cfg.eval.samples = 1000
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "quickstart": quickstart,
     "ring8": ring8,
@@ -327,6 +383,9 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "mnist-dmd": mnist_dmd,
     "cifar10-smd": cifar10_smd,
     "imagenet64-smd": imagenet64_smd,
+    "ring8-edm": ring8_edm,
+    "digits-edm": digits_edm,
+    "mnist-edm": mnist_edm,
 }
 
 

@@ -1,4 +1,5 @@
-"""Load a trained generator from a run folder, a generator.safetensors or a training-state file."""
+"""Load a trained generator (or a diffusion run's sampler) from a run folder, a generator.safetensors /
+denoiser.safetensors or a training-state file."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from .nets.build import build_generator
 def resolve_checkpoint(path: str) -> str:
     """A run folder -> its generator.safetensors (or newest valid state file); files pass through."""
     if os.path.isdir(path):
-        gen = os.path.join(path, "generator.safetensors")
-        if os.path.isfile(gen):
-            return gen
+        for name in ("generator.safetensors", "denoiser.safetensors"):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
         found = ckpt.list_checkpoints(os.path.join(path, "checkpoints"))
         if found:
             return found[-1]  # load_generator falls back to older ones if this one is corrupt
-        raise CheckpointError(f"'{path}' holds no generator.safetensors and no checkpoints/state-*.pt; "
+        raise CheckpointError(f"'{path}' holds no generator.safetensors, no denoiser.safetensors and no checkpoints/state-*.pt; "
                               "pass a run folder made by `scoremix train`")
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist; pass a run folder, a generator.safetensors "
@@ -48,12 +49,20 @@ def check_device(name: str) -> torch.device:
     return device
 
 
-def load_generators(path: str, variants=("raw", "ema"), device="cpu"):
-    """({variant: generator module in eval mode}, Config, data_shape, num_classes, step), reading the
-    checkpoint once; a variant the file lacks (EMA off) is left out.
+DIFFUSION_METHODS = ("edm",)  # methods whose run holds a denoiser sampled by an ODE solver
 
-    A run folder without generator.safetensors gives its newest training state that loads and verifies."""
-    device = check_device(str(device))
+
+def weights_network(method_name: str) -> str:
+    """The network a run's weights file holds: 'denoiser' for diffusion runs, else 'generator'."""
+    return "denoiser" if method_name in DIFFUSION_METHODS else "generator"
+
+
+def read_weights(path: str) -> dict:
+    """The saved model of a run, read once and verified: {'raw', 'ema' (None without EMA), 'config' (a
+    validated Config), 'step', 'data_shape', 'num_classes', 'path' (the file actually read)}.
+
+    `path` is a run folder (its generator/denoiser .safetensors, else its newest training state that loads
+    and verifies its checksum), a .safetensors file or a state-*.pt file."""
     folder = path if os.path.isdir(path) else None
     path = resolve_checkpoint(path)
     if path.endswith(".safetensors"):
@@ -69,35 +78,88 @@ def load_generators(path: str, variants=("raw", "ema"), device="cpu"):
         else:
             state = ckpt.load_training_state(path)
         try:
-            raw, ema, config = state["networks"]["generator"], state.get("ema"), state["config"]
+            config = state["config"]
+            network = weights_network(config.get("method", {}).get("name", "smt"))
+            raw, ema = state["networks"][network], state.get("ema")
             step, shape, classes = int(state["step"]), tuple(state["data_shape"]), int(state["num_classes"])
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"'{path}' is not a complete training state (missing {err}); "
                                   "pass a state-*.pt written by `scoremix train`") from None
     try:
         cfg = config_from_dict(config)
     except ConfigError as err:
         raise CheckpointError(f"'{path}' carries an invalid config ({err})") from None
+    return {"raw": raw, "ema": ema, "config": cfg, "step": step, "data_shape": tuple(shape),
+            "num_classes": classes, "path": path}
+
+
+def load_generators(path: str, variants=("raw", "ema"), device="cpu", steps: int | None = None):
+    """({variant: sampler module in eval mode}, Config, data_shape, num_classes, step), reading the
+    checkpoint once; a variant the file lacks (EMA off) is left out.
+
+    Each module is called as `module(z, labels=None)` with z standard normal noise: the one-step generator
+    itself, or for a diffusion run (method.name=edm) its denoiser inside the Heun sampler with `steps`
+    steps (default: the run's eval.heun_steps). `steps` is refused for one-step generators.
+    A run folder without a weights file gives its newest training state that loads and verifies."""
+    from .solvers import HeunSampler
+
+    device = check_device(str(device))
+    saved = read_weights(path)
+    cfg, shape, classes, path = saved["config"], saved["data_shape"], saved["num_classes"], saved["path"]
+    diffusion = cfg.method.name in DIFFUSION_METHODS
+    if steps is not None:
+        if not diffusion:
+            raise ConfigError(f"--steps applies to diffusion runs only; '{path}' is a one-step generator "
+                              f"(method {cfg.method.name}), which always samples in one network evaluation")
+        if int(steps) != steps or steps < 1:
+            raise ConfigError(f"--steps must be a positive integer, got {steps}")
     generators = {}
-    for which, weights in (("raw", raw), ("ema", ema)):
+    for which in ("raw", "ema"):
+        weights = saved[which]
         if which not in variants or weights is None:
             continue
-        generator = build_generator(cfg, tuple(shape), classes)
+        if diffusion:
+            from .nets.build import build_denoiser
+
+            network = build_denoiser(cfg, shape, classes)
+        else:
+            network = build_generator(cfg, shape, classes)
         try:
-            generator.load_state_dict(weights)
+            network.load_state_dict(weights)
         except RuntimeError as err:
-            raise CheckpointError(f"'{path}': weights do not match the generator its config describes "
-                                  f"({str(err).splitlines()[0][:160]})") from None
-        generators[which] = generator.to(device).eval()
-    return generators, cfg, tuple(shape), classes, step
+            raise CheckpointError(f"'{path}': weights do not match the {weights_network(cfg.method.name)} its "
+                                  f"config describes ({str(err).splitlines()[0][:160]})") from None
+        if diffusion:
+            n = cfg.noise
+            network = HeunSampler(network, int(steps or cfg.eval.heun_steps), n.sigma_min, n.sigma_max, n.rho)
+        generators[which] = network.to(device).eval()
+    return generators, cfg, shape, classes, saved["step"]
 
 
-def load_generator(path: str, use_ema: bool = True, device="cpu"):
+def load_generator(path: str, use_ema: bool = True, device="cpu", steps: int | None = None):
     """(generator module in eval mode, Config, data_shape, num_classes, step, which) where which is 'ema'
-    or 'raw'; EMA weights fall back to raw ones when the run had no EMA."""
-    generators, cfg, shape, classes, step = load_generators(path, ("raw", "ema") if use_ema else ("raw",), device)
+    or 'raw'; EMA weights fall back to raw ones when the run had no EMA. Diffusion runs give their Heun
+    sampler (see load_generators)."""
+    generators, cfg, shape, classes, step = load_generators(path, ("raw", "ema") if use_ema else ("raw",), device,
+                                                            steps=steps)
     which = "ema" if "ema" in generators else "raw"
     return generators[which], cfg, shape, classes, step, which
+
+
+def load_sampler(path: str, steps: int | None = None, use_ema: bool = True, device="cpu"):
+    """(sampler, metadata): the one function that turns any scoremix run into `sampler(z, labels=None) -> x`.
+
+    One-step generators (SMT, SMD, DMD runs) are returned as they are and refuse `steps`; diffusion runs
+    (method.name=edm) sample with the Heun sampler at `steps` steps (default: the run's eval.heun_steps).
+    metadata: kind ('one-step' | 'diffusion'), method, steps, evaluations (network evaluations per sample:
+    1, or 2N-1 for N Heun steps), weights ('ema' | 'raw'), step, config, data_shape, num_classes."""
+    sampler, cfg, shape, classes, step, which = load_generator(path, use_ema=use_ema, device=device, steps=steps)
+    diffusion = cfg.method.name in DIFFUSION_METHODS
+    n_steps = sampler.steps if diffusion else 1
+    meta = {"kind": "diffusion" if diffusion else "one-step", "method": cfg.method.name, "steps": n_steps,
+            "evaluations": sampler.evaluations if diffusion else 1, "weights": which, "step": step,
+            "config": cfg, "data_shape": shape, "num_classes": classes}
+    return sampler, meta
 
 
 @torch.no_grad()

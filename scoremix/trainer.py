@@ -1,7 +1,8 @@
 """One generic trainer for any Method: single process on CPU/GPU or one process per GPU under torchrun.
 
 Run directory: config.yaml, stats.jsonl, metrics.json, generator.safetensors, checkpoints/state-*.pt,
-samples/*.png (and tb/ with TensorBoard on).
+samples/*.png (and tb/ with TensorBoard on). Diffusion runs (method.name=edm) write denoiser.safetensors
+instead of generator.safetensors, and draw their samples with the Heun sampler.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class Trainer:
                 opt, lambda k, total=total, sch=g["schedule"]: lr_factor(k, o.lr_warmup, total, sch))
             self.optimizers[name] = opt
             self.params[name] = g["params"]
-        self.ema_optimizer = "generator"
+        self.ema_optimizer = self.method.ema_optimizer
         self.ema = EMA(self.method.networks[self.method.ema_network], t.ema) if t.ema > 0 else None
         seed_everything(t.seed * 1009 + 1 + self.info.rank)  # ranks draw different noise
         self.step = 0
@@ -280,10 +281,11 @@ class Trainer:
         previous = [p for p in ckpt.list_checkpoints(self.ckpt_dir) if p != path]
         try:
             ckpt.save_training_state(self._state(), path)
-            gen = self.method.networks["generator"]
-            ckpt.save_generator(os.path.join(self.run_dir, "generator.safetensors"), gen.state_dict(),
+            gen = self.method.networks[self.method.ema_network]
+            ckpt.save_generator(os.path.join(self.run_dir, self.method.weights_file), gen.state_dict(),
                                 self.ema.module.state_dict() if self.ema else None, self.cfg.to_dict(), self.step,
-                                data_shape=self.source.shape, num_classes=self.source.num_classes)
+                                data_shape=self.source.shape, num_classes=self.source.num_classes,
+                                kind=self.method.weights_kind)
         except OSError as err:
             keep = (f"; the previous checkpoint {previous[-1]} is intact" if previous
                     else "; no earlier checkpoint exists")
@@ -366,7 +368,9 @@ class Trainer:
 
     # -- pictures and metrics -------------------------------------------------------------------------
     def _generator_for_eval(self, ema: bool):
-        return self.ema.module if (ema and self.ema is not None) else self.method.networks["generator"]
+        """The sampler z -> x of the EMA or raw model (diffusion methods wrap it in their ODE sampler)."""
+        module = self.ema.module if (ema and self.ema is not None) else self.method.networks[self.method.ema_network]
+        return self.method.as_sampler(module)
 
     def write_samples(self, tag: str) -> str:
         shape, classes = self.source.shape, self.source.num_classes

@@ -1,6 +1,7 @@
 """Methods own their networks and say, per iteration, which losses are computed and which optimisers step."""
 
 from .base import Method, Phase
+from .edm import EDM
 from .smt import SMT
 
 
@@ -14,7 +15,9 @@ def build_method(cfg, data_shape, num_classes, teacher=None):
         from .smd import SMD
 
         return (SMD if cfg.method.name == "smd" else DMD)(cfg, data_shape, num_classes, teacher=teacher)
+    if cfg.method.name == "edm":
+        return EDM(cfg, data_shape, num_classes)
     raise ValueError(f"unknown method {cfg.method.name!r}")
 
 
-__all__ = ["Method", "Phase", "SMT", "build_method"]
+__all__ = ["Method", "Phase", "SMT", "EDM", "build_method"]

@@ -27,6 +27,9 @@ class Method:
     networks: dict[str, nn.Module]
     train_networks: dict[str, nn.Module]
     ema_network: str = "generator"
+    ema_optimizer: str = "generator"            # the EMA follows each step of this optimiser
+    weights_file: str = "generator.safetensors"  # where the trainer writes ema_network's weights
+    weights_kind: str = "generator"             # their format tag: scoremix-<kind>
 
     def optimizer_groups(self) -> dict[str, dict]:
         """optimizer name -> {'params': [...], 'lr': float, 'schedule': 'constant'|'cosine', 'networks': [...]}"""
@@ -45,6 +48,11 @@ class Method:
 
     def generate(self, z: torch.Tensor, labels=None, generator_module: nn.Module | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def as_sampler(self, module: nn.Module) -> nn.Module:
+        """The module that draws samples x = sampler(z, labels=...) from `module` (ema_network or its EMA):
+        the generator itself for one-step methods; diffusion methods wrap it in their ODE sampler."""
+        return module
 
     def to(self, device):
         for net in self.networks.values():

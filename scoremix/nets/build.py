@@ -53,3 +53,12 @@ def build_head(backbone: nn.Module, hidden: int) -> nn.Module:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def build_denoiser(cfg, data_shape: tuple, num_classes: int = 0):
+    """A diffusion model's denoiser D(x; sigma): the `score` section's backbone (no alpha input) under EDM
+    preconditioning with data.sigma_data (method.name=edm and the teachers it produces)."""
+    from ..precond import Denoiser
+
+    backbone = build_backbone(cfg.score, data_shape, num_classes, alpha_input=False)
+    return Denoiser(backbone, cfg.data.sigma_data, alpha_input=False)

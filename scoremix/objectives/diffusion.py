@@ -20,3 +20,11 @@ def denoising_loss(denoised: torch.Tensor, clean: torch.Tensor, sigma: torch.Ten
 def add_noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     return x + sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype) * noise
+
+
+def lognormal_sigmas(n: int, p_mean: float = -1.2, p_std: float = 1.2, device=None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """EDM training noise levels (Karras et al. 2022, Table 1): ln sigma ~ N(P_mean, P_std^2)."""
+    if p_std < 0:
+        raise ValueError(f"p_std must be >= 0, got {p_std}")
+    return (p_mean + p_std * torch.randn(n, generator=generator)).exp().to(device)
