@@ -4,7 +4,6 @@ term on the fake network's bottleneck."""
 
 from __future__ import annotations
 
-import torch
 from torch.nn import functional as F
 
 from .diffusion import denoising_loss
@@ -32,4 +31,4 @@ def gan_generator_loss(logit_fake):
     return F.softplus(-logit_fake).mean()
 
 
-__all__ = ["dmd_generator_direction", "fake_score_loss", "gan_discriminator_loss", "gan_generator_loss", "torch"]
+__all__ = ["dmd_generator_direction", "fake_score_loss", "gan_discriminator_loss", "gan_generator_loss"]
