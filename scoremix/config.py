@@ -71,6 +71,12 @@ class MethodConfig:
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
     disc_noise: str = "none"         # gan baseline: the discriminator sees clean data (none) or data noised at grid sigmas (grid)
     r1_gamma: float = 0.0            # gan baseline: R1 penalty weight on real data (0: off)
+    # smd | dmd (distillation, Sec. 4). score_alpha/gen_alpha, gen_every, gan* and head_hidden apply too;
+    # warmup_steps regress the generator onto the teacher at its noise level (for teachers without weights)
+    teacher: typing.Optional[str] = None  # frozen teacher: diffusion run folder/state-*.pt/.safetensors, EDM .pkl, diffusers folder, or analytic
+    teacher_dtype: str = "fp32"      # fp32 | bf16: hold the (network) teacher in bfloat16 to halve its memory
+    teacher_sha256: typing.Optional[str] = None  # filled in at the start of a run; a resumed run refuses another teacher
+    smd_joint_features: bool = False  # smd: the mixture loss also trains D_fake's backbone (released code: head only)
     p_mean: float = -1.2             # edm: training sigmas are log-normal, ln sigma ~ N(p_mean, p_std^2) (EDM Table 1)
     p_std: float = 1.2               # edm: std of ln sigma
     critic_eval_in_gen: bool = True  # generator step: D_0, D_alpha, D_1 with the critic in eval mode (no dropout masks)
@@ -358,11 +364,17 @@ def validate(cfg: Config) -> None:
         _check(not (is_toy and net.arch != "mlp"), f"{role}.arch={net.arch} needs images; {kind} uses arch=mlp")
         _check(not (not is_toy and net.arch == "mlp"),
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
-    _check(m.name in ("smt", "gan", "edm"), f"method.name='{m.name}' is unknown; available: smt, gan (the non-saturating GAN baseline), edm (diffusion)")
+    _check(m.name in ("smt", "gan", "edm", "smd", "dmd"), f"method.name='{m.name}' is unknown; available: smt, smd, dmd, "
+           "gan (the non-saturating GAN baseline), edm (diffusion)")
     _check(m.name != "smt" or cfg.score.precond == "edm",
            f"score.precond={cfg.score.precond}: the SMT score network uses EDM preconditioning; set score.precond=edm")
     _check(m.disc_noise in ("none", "grid"), f"method.disc_noise='{m.disc_noise}' is unknown; use none or grid")
     _check(m.r1_gamma >= 0, "method.r1_gamma must be >= 0")
+    _check(m.teacher_dtype in ("fp32", "bf16"), f"method.teacher_dtype='{m.teacher_dtype}': use fp32 or bf16")
+    _check(not (m.name in ("smd", "dmd") and m.teacher and str(m.teacher).startswith("analytic")
+                and d.source not in _TOY_SOURCES),
+           f"method.teacher={m.teacher} exists only for the 2-D toys ({', '.join(_TOY_SOURCES)}); images need a "
+           "trained teacher, e.g. a run of `scoremix train --config mnist-edm`")
     _check(m.p_std > 0, f"method.p_std must be positive, got {m.p_std}")
     _check(m.gen_every >= 1, f"method.gen_every must be >= 1, got {m.gen_every}")
     make_alpha_sampler(m.score_alpha)

@@ -216,6 +216,126 @@ def mnist_gan() -> Config:
     return cfg
 
 
+def _toy_distill(name: str, method: str) -> Config:
+    """ring8 distilled from its exact analytic teacher: ring8's networks and learning rates; the generator
+    first regresses onto the teacher at its noise level (warmup_steps), then D_fake learns the generator's
+    samples (critic_warmup_steps), then one generator step per gen_every critic steps."""
+    cfg = _toy(name, "ring8", 16000, sigma_data=1.4)
+    cfg.method.name = method
+    cfg.method.teacher = "analytic"
+    cfg.method.score_alpha = "paper"         # critic alpha: 25 % point mass at 0 (released SMD code)
+    cfg.method.gen_alpha = "range:0.5,1"     # released SMD code's generator alpha (unused by DMD)
+    cfg.method.gan = method == "smd"         # Eq. 11 through the density-ratio head; DMD2's GAN term is off
+    cfg.method.gan_gen_weight = 0.1          # 33x the released code's 3e-3, as the toy SMT presets (0.76 vs 0.67
+                                             # precision at 8k / 6k iterations in two exploratory runs)
+    cfg.method.warmup_steps = 300
+    cfg.method.critic_warmup_steps = 300
+    cfg.train.sample_every = cfg.train.ckpt_every = 4000
+    cfg.eval.samples = 5000
+    return cfg
+
+
+def ring8_smd() -> Config:
+    """SMD on ring8 from the exact analytic teacher (method.teacher=analytic); a few minutes on 2 CPU cores."""
+    return _toy_distill("ring8-smd", "smd")
+
+
+def ring8_dmd() -> Config:
+    """The DMD baseline (reverse KL) on ring8 from the analytic teacher; same networks and schedule as ring8-smd."""
+    return _toy_distill("ring8-dmd", "dmd")
+
+
+def _mnist_distill(name: str, method: str) -> Config:
+    """MNIST 5k (28x28) distilled from a teacher trained by `scoremix train --config mnist-edm`; pass it as
+    method.teacher=RUN. Generator and D_fake take the teacher's network and weights. The generator runs at
+    sigma 2.5 rather than sigma_max 80 (as mnist-smt does, for diversity from the first step): it starts
+    as the teacher's one-step denoiser of 2.5 z."""
+    cfg = _cpu_images(name, "mnist")
+    cfg.data.resolution = 28
+    cfg.method.name = method
+    cfg.method.teacher = None
+    cfg.noise.generator_sigma = 2.5
+    cfg.method.score_alpha = "paper"
+    cfg.method.gen_alpha = "range:0.5,1"
+    cfg.method.gan = method == "smd"
+    cfg.method.gan_gen_weight = 3e-3
+    cfg.method.warmup_steps = 0
+    cfg.method.critic_warmup_steps = 100
+    cfg.method.gen_every = 5
+    cfg.optim.lr_gen, cfg.optim.lr_score = 1e-4, 1e-4
+    cfg.optim.lr_warmup = 100
+    cfg.train.ema = 0.995
+    cfg.train.steps = 3000
+    cfg.train.sample_every = cfg.train.ckpt_every = 500
+    return cfg
+
+
+def mnist_smd() -> Config:
+    """SMD on MNIST 5k from a mnist-edm teacher run (method.teacher=RUN); CPU-sized."""
+    return _mnist_distill("mnist-smd", "smd")
+
+
+def mnist_dmd() -> Config:
+    """The DMD baseline on MNIST 5k from a mnist-edm teacher run (method.teacher=RUN)."""
+    return _mnist_distill("mnist-dmd", "dmd")
+
+
+def _image_smd(name: str, source: str) -> Config:
+    """Released-code SMD settings (method.md sections 7-8): AdamW (0.9, 0.999), weight decay 0.01, clip 10,
+    500 warm-up steps, 5 critic steps per generator step, critic alpha with 25 % zeros, generator alpha on
+    [0.5, 1], the Eq. 11 term at 3e-3, bf16 autocast, global batch 280. Networks come from the teacher."""
+    cfg = Config(name=name)
+    cfg.data.source = source
+    cfg.data.sigma_data = 0.5
+    cfg.data.batch_size = 280
+    cfg.method.name = "smd"
+    cfg.method.teacher = None            # method.teacher=PATH to the published EDM pickle
+    cfg.method.gen_every = 5
+    cfg.method.score_alpha = "paper"
+    cfg.method.gen_alpha = "range:0.5,1"
+    cfg.method.gan = True
+    cfg.method.gan_gen_weight = 3e-3
+    cfg.optim.beta1, cfg.optim.beta2 = 0.9, 0.999
+    cfg.optim.weight_decay = 0.01
+    cfg.optim.grad_clip = 10.0
+    cfg.optim.lr_warmup = 500
+    cfg.train.precision = "bf16"
+    cfg.train.channels_last = True
+    cfg.train.ema = 0.9999
+    cfg.train.log_every = 100
+    cfg.train.sample_every = 5000
+    cfg.train.ckpt_every = 5000
+    cfg.train.keep_every = 50000
+    cfg.eval.samples = 10000
+    return cfg
+
+
+def cifar10_smd() -> Config:
+    """SMD on CIFAR-10 from EDM's edm-cifar10-32x32-uncond-vp.pkl (method.teacher=PATH); lr 5e-5 / 5e-5."""
+    cfg = _image_smd("cifar10-smd", "cifar10")
+    # replaced by the teacher's own settings at start-up; EDM's CIFAR-10 DDPM++ for --dry-run and validation
+    cfg.generator = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16])
+    cfg.score = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16], dropout=0.13)
+    cfg.data.path = "data/cifar-10-batches-py"
+    cfg.optim.lr_gen, cfg.optim.lr_score = 5e-5, 5e-5
+    cfg.train.steps = 150000             # the paper gives no SMD iteration count; as its CIFAR SMT run
+    return cfg
+
+
+def imagenet64_smd() -> Config:
+    """SMD on class-conditional ImageNet 64 from EDM's edm-imagenet-64x64-cond-adm.pkl; lr 2e-6 / 2e-6, bf16 teacher."""
+    cfg = _image_smd("imagenet64-smd", "imagenet64")
+    cfg.generator = NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8])
+    cfg.score = NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8],
+                          dropout=0.10)
+    cfg.data.path = "data/imagenet64"
+    cfg.data.conditional = True
+    cfg.method.teacher_dtype = "bf16"    # the 296M-parameter ADM teacher held in bfloat16
+    cfg.optim.lr_gen, cfg.optim.lr_score = 2e-6, 2e-6
+    cfg.train.steps = 200000             # as the paper's ImageNet SMT run
+    return cfg
+
+
 def _edm(cfg: Config) -> Config:
     """A diffusion model (method.name=edm) in place of SMT: the `score` section is its denoiser; EDM's
     log-normal training sigmas (P_mean -1.2, P_std 1.2); no GAN term, no warm-ups."""
@@ -285,6 +405,12 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "imagenet64-smt": imagenet64_smt,
     "ring8-gan": ring8_gan,
     "mnist-gan": mnist_gan,
+    "ring8-smd": ring8_smd,
+    "ring8-dmd": ring8_dmd,
+    "mnist-smd": mnist_smd,
+    "mnist-dmd": mnist_dmd,
+    "cifar10-smd": cifar10_smd,
+    "imagenet64-smd": imagenet64_smd,
     "ring8-edm": ring8_edm,
     "digits-edm": digits_edm,
     "mnist-edm": mnist_edm,

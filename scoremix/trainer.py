@@ -111,7 +111,7 @@ class Trainer:
     """`echo` prints progress (stdout); `warn` reports problems the run survives (stderr by default)."""
 
     def __init__(self, cfg: Config, run_dir: str, resume: str | None = None, info: DistInfo | None = None,
-                 echo=print, warn=_print_warning):
+                 echo=print, warn=_print_warning, teacher=None):
         self.cfg = cfg
         self.run_dir = run_dir
         self.info = info or DistInfo()
@@ -146,7 +146,10 @@ class Trainer:
         self.source = build_source(cfg.data, self.local_batch, t.seed, self.info.rank, self.info.world_size,
                                    dataset=self.dataset)
         seed_everything(t.seed)  # identical initial weights on every rank
-        self.method = build_method(cfg, self.source.shape, self.source.num_classes).to(self.device)
+        self.method = build_method(cfg, self.source.shape, self.source.num_classes, teacher=teacher).to(self.device)
+        if self.info.is_main and cfg.method.name in ("smd", "dmd"):
+            # distillation fills in the teacher's network settings and digest: config.yaml must say them
+            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
         if t.channels_last and len(self.source.shape) == 3:
             for net in self.method.networks.values():
                 net.to(memory_format=torch.channels_last)

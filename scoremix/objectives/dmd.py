@@ -1,10 +1,34 @@
-"""The DMD reverse-KL baseline (Yin et al. 2024): the alpha = 1 limit of SMT's generator update."""
+"""The DMD / DMD2 baseline (Yin et al. 2024a, 2024b): the alpha = 1 limit of SMT's generator update, a
+fake score trained by plain denoising score matching on the generator's samples, and DMD2's optional GAN
+term on the fake network's bottleneck."""
 
 from __future__ import annotations
 
+from torch.nn import functional as F
+
+from .diffusion import denoising_loss
 from .smt import _mean
 
 
 def dmd_generator_direction(x, d_fake, d_real):
     """(D_fake - D_real) / mean |x - D_real|: gradient of reverse KL with the DMD weight sigma^2/||x - D_real||_1."""
     return (d_fake - d_real) / _mean((x - d_real).abs())
+
+
+def fake_score_loss(d_fake, x_fake, sigma, sigma_data):
+    """Per sample lambda(sigma) ||D_fake(x_fake + sigma eps; sigma) - x_fake||^2 on detached generator samples:
+    its minimiser is the denoiser of the generator's distribution q (DMD's 'fake' score)."""
+    return denoising_loss(d_fake, x_fake.detach(), sigma, sigma_data)
+
+
+def gan_discriminator_loss(logit_real, logit_fake):
+    """DMD2: mean softplus(l(x_fake,t)) + mean softplus(-l(x_real,t)) (non-saturating logistic loss)."""
+    return F.softplus(logit_fake).mean() + F.softplus(-logit_real).mean()
+
+
+def gan_generator_loss(logit_fake):
+    """DMD2: mean softplus(-l(x_fake,t))."""
+    return F.softplus(-logit_fake).mean()
+
+
+__all__ = ["dmd_generator_direction", "fake_score_loss", "gan_discriminator_loss", "gan_generator_loss"]
