@@ -16,6 +16,7 @@ from ..objectives.diffusion import add_noise
 from ..objectives.gan_baseline import discriminator_loss, generator_loss, r1_penalty
 from ..precond import Denoiser
 from .base import Method, Phase
+from .smt import SMT
 
 
 class Discriminator(nn.Module):
@@ -42,14 +43,7 @@ class GAN(Method):
         self.networks = {"generator": build_generator(cfg, data_shape, num_classes), "critic": discriminator}
         self.train_networks = dict(self.networks)
 
-    def optimizer_groups(self):
-        o = self.cfg.optim
-        return {
-            "generator": {"params": list(self.networks["generator"].parameters()), "lr": o.lr_gen,
-                          "schedule": o.gen_schedule},
-            "critic": {"params": list(self.networks["critic"].parameters()), "lr": o.lr_score,
-                       "schedule": o.score_schedule},
-        }
+    optimizer_groups = SMT.optimizer_groups  # generator: lr_gen; critic (the discriminator): lr_score
 
     def plan(self, step: int) -> list[Phase]:
         """A generator step every gen_every-th iteration, a discriminator step every iteration."""

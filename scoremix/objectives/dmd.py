@@ -4,9 +4,9 @@ term on the fake network's bottleneck."""
 
 from __future__ import annotations
 
-from torch.nn import functional as F
 
 from .diffusion import denoising_loss
+from .gan_baseline import discriminator_loss, generator_loss
 from .smt import _mean
 
 
@@ -21,14 +21,9 @@ def fake_score_loss(d_fake, x_fake, sigma, sigma_data):
     return denoising_loss(d_fake, x_fake.detach(), sigma, sigma_data)
 
 
-def gan_discriminator_loss(logit_real, logit_fake):
-    """DMD2: mean softplus(l(x_fake,t)) + mean softplus(-l(x_real,t)) (non-saturating logistic loss)."""
-    return F.softplus(logit_fake).mean() + F.softplus(-logit_real).mean()
-
-
-def gan_generator_loss(logit_fake):
-    """DMD2: mean softplus(-l(x_fake,t))."""
-    return F.softplus(-logit_fake).mean()
+# DMD2's GAN term is the non-saturating GAN on the fake network's bottleneck: the baseline's losses.
+gan_discriminator_loss = discriminator_loss
+gan_generator_loss = generator_loss
 
 
 __all__ = ["dmd_generator_direction", "fake_score_loss", "gan_discriminator_loss", "gan_generator_loss"]
