@@ -148,7 +148,8 @@ def cmd_eval_protocol(args) -> int:
     if not os.path.isdir(args.run):
         raise ConfigError(f"--run '{args.run}' is not a folder; pass a run folder made by `scoremix train`")
     jsonl = os.path.join(args.run, "metrics.jsonl")
-    key = evaluation_key(metrics, n, args.seed, extractor.sha256, ref.get("sha256") or str(ref.get("source")))
+    key = evaluation_key(metrics, n, args.seed, extractor.sha256, ref.get("sha256") or str(ref.get("source")),
+                         args.steps)
     done = read_done(jsonl)
     evaluated = []
     for step, path in run_checkpoints(args.run, args.every):

@@ -366,8 +366,8 @@ def validate(cfg: Config) -> None:
                f"{role}.arch=mlp is for vector data; images need {role}.arch=unet, ddpmpp or adm")
     _check(m.name in ("smt", "gan", "edm", "smd", "dmd"), f"method.name='{m.name}' is unknown; available: smt, smd, dmd, "
            "gan (the non-saturating GAN baseline), edm (diffusion)")
-    _check(m.name != "smt" or cfg.score.precond == "edm",
-           f"score.precond={cfg.score.precond}: the SMT score network uses EDM preconditioning; set score.precond=edm")
+    _check(m.name not in ("smt", "gan") or cfg.score.precond == "edm",
+           f"score.precond={cfg.score.precond}: the {m.name} score network uses EDM preconditioning; set score.precond=edm")
     _check(m.disc_noise in ("none", "grid"), f"method.disc_noise='{m.disc_noise}' is unknown; use none or grid")
     _check(m.r1_gamma >= 0, "method.r1_gamma must be >= 0")
     _check(m.teacher_dtype in ("fp32", "bf16"), f"method.teacher_dtype='{m.teacher_dtype}': use fp32 or bf16")

@@ -100,7 +100,8 @@ def load_samplers(checkpoint: str, weights=("raw", "ema"), device="cpu", steps: 
     for which, generator in generators.items():
         samplers[which] = _one_step(generator)
     info = {"shape": tuple(shape), "num_classes": classes, "step": step, "config": cfg,
-            "path": resolve_checkpoint(checkpoint), "missing_weights": missing}
+            "path": resolve_checkpoint(checkpoint), "missing_weights": missing,
+            "heun_steps": next((getattr(g, "steps", None) for g in generators.values()), None)}  # None: one step
     return samplers, info
 
 
@@ -269,7 +270,8 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
                         "local feature networks give fd/kd",
               "metrics": list(metrics), "detector": extractor.describe(),
               "reference": {k: ref.get(k) for k in ("path", "sha256", "n", "source", "detector", "detector_sha256")},
-              "batch": batch, "device": str(device), "weights": {}, "wall_seconds": {}}
+              "batch": batch, "device": str(device), "weights": {}, "wall_seconds": {},
+              "heun_steps": info.get("heun_steps")}  # diffusion runs: Heun steps per sample (2N-1 evaluations)
     if info.get("missing_weights"):
         result["weights_missing"] = info["missing_weights"]  # e.g. ema asked for, but the run had no EMA
     for which, sampler in samplers.items():
@@ -316,8 +318,11 @@ def run_checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
     return sorted(chosen)
 
 
-def evaluation_key(metrics, n: int, seed: int, detector_sha: str, ref_sha: str) -> str:
-    return json.dumps([sorted(metrics), n, seed, detector_sha[:16], ref_sha[:16]])
+def evaluation_key(metrics, n: int, seed: int, detector_sha: str, ref_sha: str, steps: int | None = None) -> str:
+    """What makes two evaluations of one checkpoint the same; `steps` (diffusion runs' Heun steps) is part
+    of it, so a run evaluated at 18 steps is evaluated again at 35."""
+    key = [sorted(metrics), n, seed, detector_sha[:16], ref_sha[:16]]
+    return json.dumps(key if steps is None else key + [int(steps)])
 
 
 def read_done(jsonl_path: str) -> set:

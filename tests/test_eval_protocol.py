@@ -197,3 +197,13 @@ def test_sample_exports_pngs_and_an_edm_npz_that_match(digits_setup, tmp_path):
     samplers, info = load_samplers(run, ("ema",))
     images = torch.cat([im for _, im, _ in generate_uint8(samplers["ema"], 12, info["shape"], 10, 0, 4)])
     assert np.array_equal(images.permute(0, 2, 3, 1).numpy(), arr)
+
+
+def test_evaluation_key_tells_heun_step_counts_apart():
+    """`eval --run --steps 35` after `--steps 18` must evaluate again, not skip as done."""
+    from scoremix.eval_protocol import evaluation_key
+
+    base = (["fid"], 1000, 0, "a" * 64, "b" * 64)
+    assert evaluation_key(*base) == evaluation_key(*base, None)
+    assert evaluation_key(*base, 18) != evaluation_key(*base, 35)
+    assert evaluation_key(*base, 18) != evaluation_key(*base)
