@@ -73,6 +73,24 @@ def quickstart() -> Config:
     return cfg
 
 
+def _paper_image_training(cfg: Config) -> Config:
+    """Optimiser and run settings of the paper's GPU runs (released scripts, method.md section 8): AdamW
+    (0.9, 0.999), weight decay 0.01, gradient clip 10, 500 LR warm-up steps, bf16 autocast, EMA 0.9999."""
+    cfg.optim.beta1, cfg.optim.beta2 = 0.9, 0.999
+    cfg.optim.weight_decay = 0.01
+    cfg.optim.grad_clip = 10.0
+    cfg.optim.lr_warmup = 500
+    cfg.train.precision = "bf16"
+    cfg.train.channels_last = True
+    cfg.train.ema = 0.9999
+    cfg.train.log_every = 100
+    cfg.train.sample_every = 5000
+    cfg.train.ckpt_every = 5000
+    cfg.train.keep_every = 50000
+    cfg.eval.samples = 10000
+    return cfg
+
+
 def _image_smt(name: str, source: str, arch_kwargs: dict, score_dropout: float) -> Config:
     """Shared settings of the paper's image runs (method.md section 8)."""
     cfg = Config(name=name)
@@ -90,19 +108,7 @@ def _image_smt(name: str, source: str, arch_kwargs: dict, score_dropout: float) 
     # Our choice (neither paper nor code has it): after the generator warm-up the critic learns both
     # scores for 2k iterations before the first SMT update, instead of steering it from random weights.
     cfg.method.critic_warmup_steps = 2000
-    cfg.optim.beta1, cfg.optim.beta2 = 0.9, 0.999
-    cfg.optim.weight_decay = 0.01
-    cfg.optim.grad_clip = 10.0
-    cfg.optim.lr_warmup = 500
-    cfg.train.precision = "bf16"
-    cfg.train.channels_last = True
-    cfg.train.ema = 0.9999
-    cfg.train.log_every = 100
-    cfg.train.sample_every = 5000
-    cfg.train.ckpt_every = 5000
-    cfg.train.keep_every = 50000
-    cfg.eval.samples = 10000
-    return cfg
+    return _paper_image_training(cfg)
 
 
 def cifar10_smt() -> Config:
@@ -295,19 +301,7 @@ def _image_smd(name: str, source: str) -> Config:
     cfg.method.gen_alpha = "range:0.5,1"
     cfg.method.gan = True
     cfg.method.gan_gen_weight = 3e-3
-    cfg.optim.beta1, cfg.optim.beta2 = 0.9, 0.999
-    cfg.optim.weight_decay = 0.01
-    cfg.optim.grad_clip = 10.0
-    cfg.optim.lr_warmup = 500
-    cfg.train.precision = "bf16"
-    cfg.train.channels_last = True
-    cfg.train.ema = 0.9999
-    cfg.train.log_every = 100
-    cfg.train.sample_every = 5000
-    cfg.train.ckpt_every = 5000
-    cfg.train.keep_every = 50000
-    cfg.eval.samples = 10000
-    return cfg
+    return _paper_image_training(cfg)
 
 
 def cifar10_smd() -> Config:
