@@ -44,27 +44,7 @@ _FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file (mkstem
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write to a temporary file in the same folder, flush, fsync, then rename over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    atomic_write_stream(path, lambda fh: fh.write(data))
 
 
 def folder_error(folder: str, err: OSError) -> str:
@@ -93,7 +73,8 @@ def remove_stale_temp_files(folder: str) -> list[str]:
 
 
 def atomic_write_stream(path: str, fill) -> None:
-    """Like atomic_write_bytes, but `fill(fh)` writes the content to the open temporary file."""
+    """`fill(fh)` writes the content into a temporary file in the same folder; flush, fsync, then rename
+    over `path` (and fsync the folder), so a reader sees the old file or the whole new one."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
     try:

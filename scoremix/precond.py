@@ -46,6 +46,10 @@ class Denoiser(nn.Module):
         self.sigma_data = float(sigma_data)
         self.alpha_input = alpha_input
 
+    def coefficients(self, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in, c_noise) at per-sample sigma; EDM's here, other preconditionings override."""
+        return edm_coefficients(sigma, self.sigma_data)
+
     def forward(self, x: torch.Tensor, sigma, alpha=None, labels=None, return_features: bool = False):
         if self.alpha_input and alpha is None:
             raise ValueError("this denoiser is alpha-conditional: pass alpha")
@@ -53,7 +57,7 @@ class Denoiser(nn.Module):
             raise ValueError("this denoiser takes no alpha input")
         x = x.float()
         sigma_b = _expand(sigma, x)
-        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma_b, self.sigma_data)
+        c_skip, c_out, c_in, c_noise = self.coefficients(sigma_b)
         c_alpha = None
         if alpha is not None:
             c_alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(x.shape[0]) - 0.5

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .precond import Denoiser, _expand, edm_coefficients
+from .precond import Denoiser, edm_coefficients
 
 PRECONDITIONINGS = ("edm", "vp", "ve")
 
@@ -94,24 +94,8 @@ class PreconditionedDenoiser(Denoiser):
         self.precond = precond
         self.vp = vp
 
-    def forward(self, x: torch.Tensor, sigma, alpha=None, labels=None, return_features: bool = False):
-        if self.precond == "edm":
-            return super().forward(x, sigma, alpha=alpha, labels=labels, return_features=return_features)
-        if self.alpha_input and alpha is None:
-            raise ValueError("this denoiser is alpha-conditional: pass alpha")
-        if not self.alpha_input and alpha is not None:
-            raise ValueError("this denoiser takes no alpha input")
-        x = x.float()
-        sigma_b = _expand(sigma, x)
-        c_skip, c_out, c_in, c_noise = precond_coefficients(self.precond, sigma_b, self.sigma_data, self.vp)
-        c_alpha = None
-        if alpha is not None:
-            c_alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(x.shape[0]) - 0.5
-        out = self.backbone(c_in * x, c_noise.flatten(), labels=labels, c_alpha=c_alpha,
-                            return_bottleneck=return_features)
-        F, feats = (out if return_features else (out, None))
-        denoised = c_skip * x + c_out * F.float()
-        return (denoised, feats) if return_features else denoised
+    def coefficients(self, sigma: torch.Tensor):
+        return precond_coefficients(self.precond, sigma, self.sigma_data, self.vp)
 
 
 def make_denoiser(backbone, sigma_data: float = 0.5, precond: str = "edm", alpha_input: bool = False):

@@ -138,6 +138,7 @@ class Trainer:
         if self.info.is_main:
             self._prepare_run_dir()
 
+        written = cfg.to_yaml()  # what _prepare_run_dir wrote
         self.dataset = build_dataset(cfg.data)
         self._fit_image_size()
         if self.info.is_main and hasattr(self.dataset, "transform_record"):  # points: how they were standardised
@@ -147,8 +148,8 @@ class Trainer:
                                    dataset=self.dataset)
         seed_everything(t.seed)  # identical initial weights on every rank
         self.method = build_method(cfg, self.source.shape, self.source.num_classes, teacher=teacher).to(self.device)
-        if self.info.is_main and cfg.method.name in ("smd", "dmd"):
-            # distillation fills in the teacher's network settings and digest: config.yaml must say them
+        if self.info.is_main and self.cfg.to_yaml() != written:
+            # the fitted image size, or a teacher's network settings and digest: config.yaml must say them
             ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
         if t.channels_last and len(self.source.shape) == 3:
             for net in self.method.networks.values():
@@ -229,8 +230,6 @@ class Trainer:
                   f"resizing them to {up}x{up} (set data.resolution to choose the size)")
         self.cfg.data.resolution = up
         self.dataset = build_dataset(self.cfg.data)
-        if self.info.is_main:
-            ckpt.atomic_write_bytes(os.path.join(self.run_dir, "config.yaml"), self.cfg.to_yaml().encode())
 
     def _state(self) -> dict:
         return {
