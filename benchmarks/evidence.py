@@ -9,7 +9,7 @@ Questions (results under DIR/qN-*/, one JSON each, plus DIR/summary.md and PNG p
                 GAN, and the EDM teacher at 1, 4 and 35 Heun steps
   2 coverage    ring8, grid25 and a 10x-unbalanced mixture read from a .npy file (data.source=points):
                 the full alpha range against alpha = 1 alone
-  3 ablations   (Fig. 2b) adaptive vs DMD weight, GAN term on/off, paper vs code alpha sampler,
+  3 ablations   (Fig. 2b) adaptive vs DMD weight, GAN term on/off, the paper's alpha sampler vs the preset's (code),
                 generator update every 1 / 2 / 5 iterations; ring8 and MNIST 5k
   4 stability   learning rates x1/3, x1, x3 for SMT, DMD and the GAN baseline on ring8 and MNIST 5k;
                 divergence flags and loss curves
@@ -17,7 +17,8 @@ Questions (results under DIR/qN-*/, one JSON each, plus DIR/summary.md and PNG p
 
 Every run is `python -m scoremix train ...` in a subprocess (so the evidence is what a user gets) and
 its metrics are read from the run folder. Each result JSON holds the exact commands, seeds, versions and
-wall times. Budgets: `smoke` (plumbing only, seconds), `tiny` (< 15 min on 2 cores), `small` (< 3 h).
+wall times. Budgets: `smoke` (plumbing only, seconds), `tiny` (< 15 min on 2 cores), `small` (about 2 h on 2 cores
+with --jobs 2).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ BUDGETS = {
                   stability_seeds=[0], eval_samples=200, digit_samples=100, mnist_questions=True),
     "tiny": dict(toy_steps=1200, mnist_steps=60, toy_teacher_steps=1500, mnist_teacher_steps=150, seeds=[0],
                  stability_seeds=[0], eval_samples=2000, digit_samples=500, mnist_questions=True),
-    "small": dict(toy_steps=4000, mnist_steps=900, toy_teacher_steps=6000, mnist_teacher_steps=3000,
+    "small": dict(toy_steps=3000, mnist_steps=600, toy_teacher_steps=4000, mnist_teacher_steps=2000,
                   seeds=[0, 1, 2], stability_seeds=[0, 1, 2], eval_samples=5000, digit_samples=2000,
                   mnist_questions=True),
 }
@@ -63,39 +64,67 @@ def _versions() -> dict:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "platform": platform.platform()}
 
 
+class Task:
+    """One command of the suite, with the path it produces (for dependencies) and a rough cost (for order)."""
+
+    def __init__(self, cmd: list[str], text: str, log: str, produces: str, cost: float):
+        self.cmd, self.text, self.log, self.produces, self.cost = cmd, text, log, produces, cost
+        self.deps: list[Task] = []
+        self.waits: set[str] = set()  # further outputs this command reads (a shared classifier file)
+
+
 class Runner:
-    """Runs training / evaluation commands, caching finished runs so an interrupted suite resumes."""
+    """Runs training / evaluation commands, caching finished runs so an interrupted suite resumes.
 
-    def __init__(self, out: str, budget: dict, dry: bool = False):
-        self.out, self.budget, self.dry = out, budget, dry
+    With `collect=True` commands are only recorded as tasks (see `run_tasks`); a later pass with
+    `done={command: (returncode, wall_s)}` reads their results instead of running them again."""
+
+    def __init__(self, out: str, budget: dict, dry: bool = False, collect: bool = False, done: dict | None = None):
+        self.out, self.budget, self.dry, self.collect = out, budget, dry, collect
+        self.done = done or {}
         self.planned: list[str] = []
+        self.tasks: list[Task] = []
+        self.configs: dict[str, dict] = {}  # resolved configuration -> the first run that trains it
 
-    def _run(self, cmd: list[str], log: str) -> tuple[int, float]:
-        self.planned.append(" ".join(shlex.quote(c) for c in cmd))
-        if self.dry:
+    def _run(self, cmd: list[str], log: str, produces: str = "", cost: float = 1.0) -> tuple[int, float]:
+        text = " ".join(shlex.quote(c) for c in cmd)
+        self.planned.append(text)
+        if text in self.done:
+            return self.done[text]
+        if self.collect:
+            self.tasks.append(Task(cmd, text, log, produces, cost))
+        if self.dry or self.collect:
             return 0, 0.0
         start = time.time()
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         with open(log, "w") as fh:
-            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=_child_env())
         return rc, time.time() - start
 
     def train(self, name: str, preset: str, overrides: list[str], seed: int, steps: int) -> dict:
-        """One training run; returns its record (command, wall time, metrics, training-curve summary)."""
-        folder = os.path.join(self.out, "runs", f"{name}-s{seed}")
-        record_path = os.path.join(folder, "evidence.json")
-        if os.path.isfile(record_path):
-            with open(record_path) as fh:
-                return json.load(fh)
+        """One training run; returns its record (command, wall time, metrics, training-curve summary).
+        A run whose resolved configuration equals an earlier one (the preset written out as overrides, for
+        instance) is not trained twice: its record is the earlier run's, marked `same_run_as`."""
         overrides = list(overrides) + [f"train.seed={seed}", f"train.steps={steps}", "train.progress=off",
                                        f"eval.samples={self.budget['eval_samples']}"]
+        key = _resolved_config(preset, overrides)
+        if key in self.configs:
+            first = self.configs[key]
+            return dict(first, name=name, same_run_as=f"{first['name']}-s{seed}")
+        folder = os.path.join(self.out, "runs", f"{name}-s{seed}")
+        record_path = os.path.join(folder, "evidence.json")
+        if os.path.isfile(record_path) and not self.dry:
+            with open(record_path) as fh:
+                self.configs[key] = json.load(fh)
+            return self.configs[key]
         cmd = [sys.executable, "-m", "scoremix", "train", "--config", preset, "--out", folder] + overrides
         if not self.dry:
             os.makedirs(folder, exist_ok=True)
-        rc, wall = self._run(cmd, os.path.join(folder, "train.log"))
+        rc, wall = self._run(cmd, os.path.join(folder, "train.log"), folder,
+                             steps * (25.0 if preset.startswith("mnist") else 1.0))
         record = {"name": name, "preset": preset, "seed": seed, "steps": steps, "overrides": overrides,
                   "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1), "folder": folder}
-        if self.dry:
+        self.configs[key] = record
+        if self.dry or self.collect:
             return record
         record["metrics"] = _read_json(os.path.join(folder, "metrics.json"))
         record["curves"] = training_curves(os.path.join(folder, "stats.jsonl"))
@@ -112,10 +141,10 @@ class Runner:
                 return json.load(fh)
         cmd = [sys.executable, "-m", "scoremix", "eval", "--checkpoint", run["folder"], "--steps", str(steps),
                "--samples", str(self.budget["eval_samples"]), "--json", out + ".metrics"]
-        rc, wall = self._run(cmd, out + ".log")
+        rc, wall = self._run(cmd, out + ".log", out + ".metrics", 50.0 * steps)
         record = {"name": name, "seed": seed, "heun_steps": steps, "evaluations": 2 * steps - 1,
                   "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1)}
-        if not self.dry:
+        if not (self.dry or self.collect):
             record["metrics"] = _read_json(out + ".metrics")
             with open(out, "w") as fh:
                 json.dump(record, fh, indent=1)
@@ -127,14 +156,19 @@ class Runner:
         if os.path.isfile(out) and not self.dry:
             with open(out) as fh:
                 return json.load(fh)
+        classifier = os.path.join(self.out, "runs", "digit-classifier.pt")  # trained by the first call only
         cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mnist_digits.py"), run["folder"],
-               "--n", str(self.budget["digit_samples"]), "--out", out + ".raw", "--ema-only"]
+               "--n", str(self.budget["digit_samples"]), "--out", out + ".raw", "--ema-only",
+               "--classifier", classifier]
         if steps is not None:
             cmd += ["--steps", str(steps)]
-        rc, wall = self._run(cmd, out + ".log")
+        first = next((t for t in self.tasks if classifier in t.cmd), None)
+        rc, wall = self._run(cmd, out + ".log", out + ".raw", 500.0 * (steps or 1))
+        if self.collect and first is not None:
+            self.tasks[-1].waits.add(first.produces)
         record = {"name": name, "heun_steps": steps, "command": self.planned[-1], "returncode": rc,
                   "wall_s": round(wall, 1)}
-        if not self.dry:
+        if not (self.dry or self.collect):
             record["scores"] = _read_json(out + ".raw")
             with open(out, "w") as fh:
                 json.dump(record, fh, indent=1)
@@ -147,6 +181,54 @@ def _read_json(path: str):
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def _child_env(threads: int | None = None) -> dict:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
+def _resolved_config(preset: str, overrides: list[str]) -> str:
+    """The run's whole configuration as text: two runs with equal text train the same thing."""
+    import dataclasses
+
+    sys.path.insert(0, ROOT)
+    from scoremix.config import load_config
+
+    return json.dumps(dataclasses.asdict(load_config(preset, overrides)), sort_keys=True, default=str)
+
+
+def run_tasks(tasks: list[Task], jobs: int, threads: int | None, log=print) -> dict:
+    """Runs the collected commands, `jobs` at a time, each after the commands whose output it reads
+    (a teacher's folder, a checkpoint to evaluate); the costliest ready command starts first."""
+    for i, task in enumerate(tasks):
+        args = set(task.cmd) | {a.split("=", 1)[1] for a in task.cmd if "=" in a} | task.waits
+        task.deps = [t for t in tasks[:i] if t.produces and t.produces in args]
+    pending, running, done, finished = list(tasks), {}, {}, set()
+    total, start = len(tasks), time.time()
+    while pending or running:
+        ready = sorted((t for t in pending if all(id(d) in finished for d in t.deps)), key=lambda t: -t.cost)
+        for task in ready[:max(0, jobs - len(running))]:
+            pending.remove(task)
+            os.makedirs(os.path.dirname(task.log), exist_ok=True)
+            fh = open(task.log, "w")
+            proc = subprocess.Popen(task.cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=_child_env(threads))
+            running[id(task)] = (task, proc, fh, time.time())
+        if not running:
+            raise RuntimeError("evidence: commands wait on outputs nothing produces")
+        time.sleep(0.5)
+        for key, (task, proc, fh, began) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            fh.close()
+            del running[key]
+            finished.add(key)
+            done[task.text] = (proc.returncode, time.time() - began)
+            log(f"[{len(done)}/{total}, {time.time() - start:.0f} s] rc={proc.returncode} "
+                f"{time.time() - began:.0f} s  {os.path.basename(task.produces)}", flush=True)
+    return done
 
 
 def training_curves(stats_path: str) -> dict:
@@ -245,7 +327,7 @@ def q2_coverage(r: Runner) -> dict:
 def q3_ablations(r: Runner) -> dict:
     b = r.budget
     variants = {"preset": [], "dmd-weight": ["method.weighting=dmd"], "no-gan": ["method.gan=false"],
-                "code-alpha": ["method.score_alpha=code"], "gen-every-1": ["method.gen_every=1"],
+                "paper-alpha": ["method.score_alpha=paper"], "gen-every-1": ["method.gen_every=1"],
                 "gen-every-5": ["method.gen_every=5"]}
     runs = {f"ring8/{k}": [r.train(f"q3-ring8-{k}", "ring8", ov, s, b["toy_steps"]) for s in b["seeds"]]
             for k, ov in variants.items()}
@@ -360,39 +442,121 @@ def plot_curves(result: dict, path: str, key_prefix: str = "loss") -> None:
     plt.close(fig)
 
 
+def q1_picture(result: dict, path: str, n: int = 2000) -> None:
+    """One scatter per variant (seed 0's EMA generator; the EDM teacher at each step count) beside the data."""
+    sys.path.insert(0, ROOT)
+    import torch
+
+    from scoremix.config import load_config
+    from scoremix.data import reference_samples
+    from scoremix.plots import save_picture, scatter_image, side_by_side, toy_bounds
+    from scoremix.sampling import load_sampler, sample
+    from PIL import Image, ImageDraw
+
+    reference = torch.as_tensor(reference_samples(load_config("swissroll", SWISSROLL).data, n, seed=0)).float()
+    bounds = toy_bounds(reference)
+    panels = [("data", scatter_image(reference, bounds, size=200))]
+    for name, records in result["runs"].items():
+        rec = records[0]
+        steps = rec.get("heun_steps")
+        folder = rec.get("folder") or next((t["folder"] for t in result.get("teacher_runs", []) if t["seed"] == rec["seed"]), None)
+        if rec.get("returncode") != 0 or folder is None:
+            continue
+        try:
+            sampler, meta = load_sampler(folder, steps=steps)
+            x = sample(sampler, n, meta["data_shape"], meta["num_classes"], seed=0)
+        except Exception as err:  # a failed run has no weights: leave its panel out, say so
+            print(f"q1 picture: {name}: {err}", file=sys.stderr)
+            continue
+        panels.append((name, scatter_image(x.reshape(n, -1).float(), bounds, size=200)))
+    titled = []
+    for title, img in panels:
+        canvas = Image.new("RGB", (img.width, img.height + 14), "white")
+        canvas.paste(img, (0, 14))
+        ImageDraw.Draw(canvas).text((4, 1), title, fill="black")
+        titled.append(canvas)
+    rows = [side_by_side(titled[i:i + 4]) for i in range(0, len(titled), 4)]
+    width = max(r.width for r in rows)
+    grid = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        grid.paste(r, (0, y))
+        y += r.height
+    save_picture(grid, path)
+
+
+def digits_table(result: dict) -> str:
+    """Q5: digit-classifier scores of each one-step method and of the teacher by Heun step count."""
+    rows = ["| method | network evaluations | digit score | confident | CPU s (training) |", "|---|---|---|---|---|"]
+    walls = {k: v[0].get("wall_s") for k, v in result["runs"].items()}
+    for name, rec in result.get("digits", {}).items():
+        entries = list(((rec.get("scores") or {}).get("runs") or {}).values())
+        ema = entries[0].get("ema", {}) if entries else {}
+        steps = rec.get("heun_steps")
+        evals = 1 if steps is None else 2 * steps - 1
+        score, conf = ema.get("digit_score"), ema.get("confident")
+        wall = walls.get(name, next((t.get("wall_s") for t in result.get("teacher_runs", [])), None)) if steps is None \
+            else next((t.get("wall_s") for t in result.get("teacher_runs", [])), None)
+        rows.append(f"| {name} | {evals} | {'–' if score is None else f'{score:.2f}'} | "
+                    f"{'–' if conf is None else f'{conf:.0%}'} | {'–' if wall is None else f'{wall:.0f}'} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="tiny")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "evidence"))
     parser.add_argument("--questions", default="1,2,3,4,5", help="comma list of question numbers")
     parser.add_argument("--plan", action="store_true", help="print the commands without running them")
+    parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (2 on 2 cores: toy runs "
+                        "use one core well, so two at once nearly halve the suite's time)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per command (default: cores / jobs when --jobs > 1)")
     args = parser.parse_args(argv)
     budget = BUDGETS[args.budget]
+    questions = [int(x) for x in args.questions.split(",")]
     os.makedirs(args.out, exist_ok=True)
-    runner = Runner(args.out, budget, dry=args.plan)
     command = "python benchmarks/evidence.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.plan:
+        runner = Runner(args.out, budget, dry=True)
+        for q in questions:
+            QUESTIONS[q][1](runner)
+        print("\n".join(runner.planned))
+        print(f"# {len(runner.planned)} commands")
+        return 0
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+    collector = Runner(args.out, budget, collect=True)
+    for q in questions:
+        QUESTIONS[q][1](collector)
+    start = time.time()
+    done = run_tasks(collector.tasks, args.jobs, threads)
+    runner = Runner(args.out, budget, done=done)
     summary = [f"# Evidence ({args.budget} budget)", "", f"Command: `{command}`", "",
-               f"Machine: {_versions()['machine']}, torch {_versions()['torch']}", ""]
-    for q in (int(x) for x in args.questions.split(",")):
+               f"Machine: {_versions()['machine']}, torch {_versions()['torch']}; {args.jobs} command(s) at a time, "
+               f"{threads or 'default'} torch thread(s) each. Wall times of runs that shared the machine are "
+               "comparable with each other, not with a run alone.", "",
+               "Values: mean over seeds (min–max). Runs whose configuration equals an earlier run's are that run "
+               "(`same_run_as` in the JSON).", ""]
+    for q in questions:
         title, fn = QUESTIONS[q]
-        start = time.time()
         result = fn(runner)
-        if args.plan:
-            continue
         result.update({"question": q, "title": title, "budget": args.budget, "budget_settings": budget,
-                       "command": command, "versions": _versions(), "wall_s": round(time.time() - start, 1)})
+                       "command": command, "jobs": args.jobs, "threads": threads, "versions": _versions(),
+                       "suite_wall_s": round(time.time() - start, 1)})
         stem = os.path.join(args.out, f"q{q}-{title}")
         with open(stem + ".json", "w") as fh:
             json.dump(result, fh, indent=1)
         plot_curves(result, stem + "-curves.png")
         summary += [f"## Q{q}: {title}", "", markdown_table(result), ""]
-        print(f"q{q} {title}: {result['wall_s']:.0f} s", flush=True)
-    if args.plan:
-        print("\n".join(runner.planned))
-        print(f"# {len(runner.planned)} commands")
-        return 0
+        if q == 1:
+            q1_picture(result, stem + "-samples.png", n=min(2000, budget["eval_samples"]))
+            summary += [f"![samples](q{q}-{title}-samples.png)", ""]
+        if q == 5:
+            summary += [digits_table(result), ""]
+    summary += [f"Suite wall time: {time.time() - start:.0f} s.", ""]
     with open(os.path.join(args.out, "summary.md"), "w") as fh:
         fh.write("\n".join(summary) + "\n")
+    print(f"evidence: {len(done)} commands in {time.time() - start:.0f} s -> {args.out}", flush=True)
     return 0
 
 
