@@ -39,14 +39,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BUDGETS = {
     # toy_steps / mnist_steps: training iterations of one toy / MNIST run; teacher_*: diffusion teachers
-    "smoke": dict(toy_steps=20, mnist_steps=4, toy_teacher_steps=20, mnist_teacher_steps=4, seeds=[0],
+    "smoke": dict(toy_steps=20, mnist_steps=4, mnist_warmup=(1, 1), toy_teacher_steps=20, mnist_teacher_steps=4, seeds=[0],
                   stability_seeds=[0], eval_samples=200, digit_samples=100, mnist_questions=True),
-    "tiny": dict(toy_steps=1200, mnist_steps=60, toy_teacher_steps=1500, mnist_teacher_steps=150, seeds=[0],
+    "tiny": dict(toy_steps=1200, mnist_steps=60, mnist_warmup=(20, 10), toy_teacher_steps=1500, mnist_teacher_steps=150,
+                 seeds=[0],
                  stability_seeds=[0], eval_samples=2000, digit_samples=500, mnist_questions=True),
-    "small": dict(toy_steps=3000, mnist_steps=600, toy_teacher_steps=4000, mnist_teacher_steps=2000,
+    "small": dict(toy_steps=3000, mnist_steps=1200, mnist_warmup=(300, 100), toy_teacher_steps=4000,
+                  mnist_teacher_steps=2000,
                   seeds=[0, 1, 2], stability_seeds=[0, 1, 2], eval_samples=5000, digit_samples=2000,
                   mnist_questions=True),
 }
+
+# mnist_warmup: the mnist-smt preset's generator warm-up and critic-only iterations (1,500 and 300) would fill
+# a short run, so every SMT variant shortens them alike to (generator, critic) iterations, leaving
+# mnist_steps - sum(mnist_warmup) iterations of SMT proper.
+
+
+def _mnist_smt(b: dict) -> list[str]:
+    gen, critic = b["mnist_warmup"]
+    return [f"method.warmup_steps={gen}", f"method.critic_warmup_steps={critic}"]
+
 
 # The swiss-roll setting of App. E.2: 2-layer MLPs of width 128 with leaky ReLU, batch 256, AdamW,
 # lr 1e-5 for the generator and 1e-4 for the score model / discriminator.
@@ -112,11 +124,11 @@ class Runner:
             return dict(first, name=name, same_run_as=f"{first['name']}-s{seed}")
         folder = os.path.join(self.out, "runs", f"{name}-s{seed}")
         record_path = os.path.join(folder, "evidence.json")
-        if os.path.isfile(record_path) and not self.dry:
-            with open(record_path) as fh:
-                self.configs[key] = json.load(fh)
-            return self.configs[key]
         cmd = [sys.executable, "-m", "scoremix", "train", "--config", preset, "--out", folder] + overrides
+        cached = _read_json(record_path) if not self.dry else None
+        if cached and cached.get("command") == " ".join(shlex.quote(c) for c in cmd):
+            self.configs[key] = cached
+            return cached
         if not self.dry:
             os.makedirs(folder, exist_ok=True)
         rc, wall = self._run(cmd, os.path.join(folder, "train.log"), folder,
@@ -171,6 +183,23 @@ class Runner:
         if not (self.dry or self.collect):
             record["scores"] = _read_json(out + ".raw")
             with open(out, "w") as fh:
+                json.dump(record, fh, indent=1)
+        return record
+
+
+    def command(self, name: str, cmd: list[str], produces: str, cost: float) -> dict:
+        """Any other command of the suite; its JSON output (`produces`) is read into the record."""
+        record_path = os.path.join(self.out, "runs", f"{name}.json")
+        text = " ".join(shlex.quote(c) for c in cmd)
+        cached = _read_json(record_path) if not self.dry else None
+        if cached and cached.get("command") == text:
+            return cached
+        rc, wall = self._run(cmd, os.path.join(self.out, "runs", f"{name}.log"), produces, cost)
+        record = {"name": name, "command": text, "returncode": rc, "wall_s": round(wall, 1), "output": produces}
+        if not (self.dry or self.collect):
+            if produces.endswith((".json", ".metrics")):
+                record["result"] = _read_json(produces)
+            with open(record_path, "w") as fh:
                 json.dump(record, fh, indent=1)
         return record
 
@@ -333,7 +362,7 @@ def q3_ablations(r: Runner) -> dict:
             for k, ov in variants.items()}
     if b["mnist_questions"]:
         for k, ov in variants.items():
-            runs[f"mnist/{k}"] = [r.train(f"q3-mnist-{k}", "mnist-smt", ov, 0, b["mnist_steps"])]
+            runs[f"mnist/{k}"] = [r.train(f"q3-mnist-{k}", "mnist-smt", _mnist_smt(b) + ov, 0, b["mnist_steps"])]
     return {"runs": runs}
 
 
@@ -356,21 +385,38 @@ def q4_stability(r: Runner) -> dict:
     if b["mnist_questions"]:
         for factor in (1 / 3, 1, 3):
             runs[f"mnist-smt/lr-x{factor:.2g}"] = [r.train(f"q4-mnist-x{factor:.2g}", "mnist-smt",
-                                                           _lr_overrides("mnist-smt", factor), 0, b["mnist_steps"])]
+                                                           _mnist_smt(b) + _lr_overrides("mnist-smt", factor), 0,
+                                                           b["mnist_steps"])]
     return {"runs": runs}
 
 
 def q5_one_vs_many(r: Runner) -> dict:
     b = r.budget
     teacher = r.train("q5-mnist-edm", "mnist-edm", [], 0, b["mnist_teacher_steps"])
-    runs = {"smt": [r.train("q5-mnist-smt", "mnist-smt", [], 0, b["mnist_steps"])],
+    runs = {"smt": [r.train("q5-mnist-smt", "mnist-smt", _mnist_smt(b), 0, b["mnist_steps"])],
             "gan": [r.train("q5-mnist-gan", "mnist-gan", [], 0, b["mnist_steps"])],
             "smd": [r.train("q5-mnist-smd", "mnist-smd", [f"method.teacher={teacher['folder']}"], 0, b["mnist_steps"])],
             "dmd": [r.train("q5-mnist-dmd", "mnist-dmd", [f"method.teacher={teacher['folder']}"], 0, b["mnist_steps"])]}
     digits = {k: r.digit_scores(f"q5-{k}", v[0]) for k, v in runs.items()}
     for k in (1, 2, 4, 8, 18, 35):
         digits[f"edm-{k}-steps"] = r.digit_scores("q5-mnist-edm", teacher, steps=k)
-    return {"runs": runs, "teacher_runs": [teacher], "digits": digits}
+    # FD / KD / precision-recall in a local feature space (the evaluation protocol, offline)
+    scoremix = [sys.executable, "-m", "scoremix"]
+    detector = os.path.join(r.out, "runs", "mnist28-features.safetensors")
+    ref = os.path.join(r.out, "runs", "mnist28-ref.npz")
+    r.command("q5-features", scoremix + ["features", "train", "--data", "mnist", "--resolution", "28", "--out", detector],
+              detector, 2000.0)
+    r.command("q5-reference", scoremix + ["eval", "stats", "--data", "mnist", "--resolution", "28", "--detector",
+                                          detector, "--features", "--out", ref], ref, 1000.0)
+    protocol = {}
+    for k, v in list(runs.items()) + [(f"edm-{k}-steps", [dict(teacher, heun_steps=k)]) for k in (1, 4, 18, 35)]:
+        out = os.path.join(r.out, "runs", f"q5-{k}-fd.json.metrics")
+        steps = v[0].get("heun_steps")
+        cmd = scoremix + ["eval", "--checkpoint", v[0]["folder"], "--metrics", "fid,kid,pr", "--n",
+                          str(b["digit_samples"]), "--ref", ref, "--detector", detector, "--weights", "ema",
+                          "--json", out] + ([] if steps is None else ["--steps", str(steps)])
+        protocol[k] = r.command(f"q5-{k}-fd", cmd, out, 300.0 * (steps or 1))
+    return {"runs": runs, "teacher_runs": [teacher], "digits": digits, "protocol_metrics": protocol}
 
 
 QUESTIONS = {1: ("swissroll", q1_swissroll), 2: ("coverage", q2_coverage), 3: ("ablations", q3_ablations),
@@ -485,20 +531,38 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
     save_picture(grid, path)
 
 
+def _protocol_values(record: dict | None) -> dict:
+    """fd / kd / precision / recall of the EMA weights, whatever sample count names them (fd2k, kd2k, ...)."""
+    weights = ((record or {}).get("result") or {}).get("weights", {}).get("ema", {})
+    out = {}
+    for key, value in weights.items():
+        base = key.rstrip("0123456789k")
+        if base in ("fd", "kd", "precision", "recall") and not key.endswith("_std"):
+            out[base] = value
+    return out
+
+
 def digits_table(result: dict) -> str:
-    """Q5: digit-classifier scores of each one-step method and of the teacher by Heun step count."""
-    rows = ["| method | network evaluations | digit score | confident | CPU s (training) |", "|---|---|---|---|---|"]
+    """Q5: each one-step method and the teacher by Heun step count: digit-classifier scores and FD / KD /
+    precision / recall in the local feature space."""
+    rows = ["| method | network evaluations | digit score | confident | FD | KD | precision | recall | training s |",
+            "|---|---|---|---|---|---|---|---|---|"]
     walls = {k: v[0].get("wall_s") for k, v in result["runs"].items()}
+    teacher_wall = next((t.get("wall_s") for t in result.get("teacher_runs", [])), None)
+    protocol = result.get("protocol_metrics", {})
+
+    def cell(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
     for name, rec in result.get("digits", {}).items():
         entries = list(((rec.get("scores") or {}).get("runs") or {}).values())
         ema = entries[0].get("ema", {}) if entries else {}
         steps = rec.get("heun_steps")
-        evals = 1 if steps is None else 2 * steps - 1
-        score, conf = ema.get("digit_score"), ema.get("confident")
-        wall = walls.get(name, next((t.get("wall_s") for t in result.get("teacher_runs", [])), None)) if steps is None \
-            else next((t.get("wall_s") for t in result.get("teacher_runs", [])), None)
-        rows.append(f"| {name} | {evals} | {'–' if score is None else f'{score:.2f}'} | "
-                    f"{'–' if conf is None else f'{conf:.0%}'} | {'–' if wall is None else f'{wall:.0f}'} |")
+        p = _protocol_values(protocol.get(name))
+        wall = walls.get(name) if steps is None else teacher_wall
+        rows.append(f"| {name} | {1 if steps is None else 2 * steps - 1} | {cell(ema.get('digit_score'), '.2f')} | "
+                    f"{cell(ema.get('confident'), '.0%')} | {cell(p.get('fd'), '.1f')} | {cell(p.get('kd'), '.2f')} | "
+                    f"{cell(p.get('precision'), '.3f')} | {cell(p.get('recall'), '.3f')} | {cell(wall, '.0f')} |")
     return "\n".join(rows)
 
 

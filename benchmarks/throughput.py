@@ -229,7 +229,7 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true",
-                        help="batch 32, K=3, 3 timed cycles (under 3 minutes on 2 idle cores)")
+                        help="batch 32, K=3, 20 timed cycles (seconds on 2 idle cores)")
     parser.add_argument("--profile", action="store_true", help="add torch.profiler tables to the output")
     parser.add_argument("--out", default=None, help="JSON file to write (a .md summary is written beside it)")
     parser.add_argument("--summarise", default=None, help="only rewrite the .md summary of this JSON file")
@@ -241,13 +241,14 @@ def main() -> int:
             fh.write(summary(result))
         return 0
     if args.quick:
-        args.batch, args.gen_every, args.cycles = 32, 3, 3
+        args.batch, args.gen_every, args.cycles = 32, 3, 20
     torch.manual_seed(0)
-    start = time.time()
+    start, load_before = time.time(), os.getloadavg()[0]
     result = run(args.preset, args.batch, args.gen_every, args.cycles, args.device)
     result.update({"command": "PYTHONPATH=. python " + " ".join(sys.argv), "torch": torch.__version__,
                    "python": platform.python_version(), "threads": torch.get_num_threads(),
-                   "cpu_count": os.cpu_count(), "wall_seconds": round(time.time() - start, 1)})
+                   "cpu_count": os.cpu_count(), "wall_seconds": round(time.time() - start, 1),
+                   "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
     if args.profile:
         result["profile"] = profile(args.preset, args.batch, args.gen_every, args.device)
     print(json.dumps({k: v for k, v in result.items() if k not in ("profile", "cycle_seconds")}, indent=1))
@@ -266,8 +267,9 @@ def summary(r: dict) -> str:
     lines = [f"# SMT cycle throughput: {r['preset']} networks, batch {r['batch']}, 1 generator + "
              f"{r['critic_steps_per_cycle']} critic steps, {r['device']}", "",
              f"Command: `{r['command']}` (torch {r['torch']}, {r['threads']} threads, {r['cpu_count']} CPUs).",
-             "Measured on a shared machine: other jobs ran at the same time, so only the ratio (library and",
-             "reference cycles alternate in one process) is meaningful, not the absolute images/s.", "",
+             f"Load average (1 min) before / after: {' / '.join(map(str, r.get('load_average_1min', ['?'])))}. Library "
+             "and reference cycles alternate in one process, so other load hits both alike; the ratio is the",
+             "measurement, absolute images/s hold for this machine only.", "",
              "| | images/s, median cycle | images/s, fastest cycle |", "|---|---|---|",
              f"| scoremix | {r['library_images_per_s']:.1f} | {r['library_images_per_s_best']:.1f} |",
              f"| plain reference (3 score calls, separate real/fake passes) | {r['reference_images_per_s']:.1f} | "
