@@ -103,6 +103,9 @@ class Runner:
         self.planned.append(text)
         if text in self.done:
             return self.done[text]
+        finished = _read_json(log + ".done") if not self.dry else None  # written by run_tasks: resume
+        if finished and finished.get("command") == text and finished.get("returncode") == 0:
+            return 0, finished["wall_s"]
         if self.collect:
             self.tasks.append(Task(cmd, text, log, produces, cost))
         if self.dry or self.collect:
@@ -255,6 +258,9 @@ def run_tasks(tasks: list[Task], jobs: int, threads: int | None, log=print) -> d
             del running[key]
             finished.add(key)
             done[task.text] = (proc.returncode, time.time() - began)
+            with open(task.log + ".done", "w") as marker:
+                json.dump({"command": task.text, "returncode": proc.returncode, "wall_s": round(done[task.text][1], 1)},
+                          marker)
             log(f"[{len(done)}/{total}, {time.time() - start:.0f} s] rc={proc.returncode} "
                 f"{time.time() - began:.0f} s  {os.path.basename(task.produces)}", flush=True)
     return done

@@ -43,3 +43,20 @@ def test_smoke_budget_runs_the_plumbing(tmp_path):
     assert unbalanced["metrics"]["ema"]["num_modes"] == 3  # the mixture named in the user's .npz
     assert "versions" in result and result["budget"] == "smoke"
     assert "| unbalanced/alpha-1-only |" in (out / "summary.md").read_text()
+    # a second call finds every command done (resume) and runs none
+    again = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "evidence.py"), "--budget", "smoke",
+                            "--questions", "2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "evidence: 0 commands" in again.stdout
+
+
+def test_run_tasks_waits_for_the_outputs_a_command_reads(tmp_path):
+    produced = tmp_path / "teacher.txt"
+    write = [sys.executable, "-c", f"import time; time.sleep(0.5); open({str(produced)!r}, 'w').write('ok')"]
+    # reads the teacher's output: fails (exit 1) when started before the writer finished
+    read = [sys.executable, "-c", "import os, sys; sys.exit(0 if os.path.isfile(sys.argv[1].split('=', 1)[1]) else 1)",
+            f"method.teacher={produced}"]
+    tasks = [evidence.Task(write, "write", str(tmp_path / "w.log"), str(produced), cost=1.0),
+             evidence.Task(read, "read", str(tmp_path / "r.log"), str(tmp_path / "none"), cost=100.0)]
+    done = evidence.run_tasks(tasks, jobs=2, threads=1, log=lambda *a, **k: None)
+    assert done["write"][0] == 0 and done["read"][0] == 0
+    assert json.loads((tmp_path / "r.log.done").read_text())["returncode"] == 0  # the resume marker
