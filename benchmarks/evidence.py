@@ -11,7 +11,7 @@ Questions (results under DIR/qN-*/, one JSON each, plus DIR/summary.md and PNG p
                 the full alpha range against alpha = 1 alone
   3 ablations   (Fig. 2b) adaptive vs DMD weight, GAN term on/off, the paper's alpha sampler vs the preset's (code),
                 generator update every 1 / 2 / 5 iterations; ring8 and MNIST 5k
-  4 stability   learning rates x1/3, x1, x3 for SMT, DMD and the GAN baseline on ring8 and MNIST 5k;
+  4 stability   learning rates x1/3, x1, x3 for SMT, DMD and the GAN baseline on ring8 (3 seeds) and MNIST 5k;
                 divergence flags and loss curves
   5 one-vs-many MNIST 5k: SMT, SMD, DMD, GAN and the EDM teacher at 1-35 Heun steps, with CPU times
 
@@ -97,6 +97,7 @@ class Runner:
         self.planned: list[str] = []
         self.tasks: list[Task] = []
         self.configs: dict[str, dict] = {}  # resolved configuration -> the first run that trains it
+        self.digit_records: dict[tuple, dict] = {}  # (run folder, Heun steps) -> digit scores
 
     def _run(self, cmd: list[str], log: str, produces: str = "", cost: float = 1.0) -> tuple[int, float]:
         text = " ".join(shlex.quote(c) for c in cmd)
@@ -129,7 +130,7 @@ class Runner:
         record_path = os.path.join(folder, "evidence.json")
         cmd = [sys.executable, "-m", "scoremix", "train", "--config", preset, "--out", folder] + overrides
         cached = _read_json(record_path) if not self.dry else None
-        if cached and cached.get("command") == " ".join(shlex.quote(c) for c in cmd):
+        if cached and _resolved_config(cached["preset"], cached["overrides"]) == key:  # same run, however spelt
             self.configs[key] = cached
             return cached
         if not self.dry:
@@ -167,10 +168,13 @@ class Runner:
 
     def digit_scores(self, name: str, run: dict, steps: int | None = None) -> dict:
         """Digit-classifier scores of an MNIST run (benchmarks/mnist_digits.py)."""
+        if (run["folder"], steps) in self.digit_records:  # the same run under another question's name
+            return self.digit_records[(run["folder"], steps)]
         out = os.path.join(self.out, "runs", f"{name}-digits{'' if steps is None else f'-h{steps}'}.json")
         if os.path.isfile(out) and not self.dry:
             with open(out) as fh:
-                return json.load(fh)
+                self.digit_records[(run["folder"], steps)] = json.load(fh)
+            return self.digit_records[(run["folder"], steps)]
         classifier = os.path.join(self.out, "runs", "digit-classifier.pt")  # trained by the first call only
         cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mnist_digits.py"), run["folder"],
                "--n", str(self.budget["digit_samples"]), "--out", out + ".raw", "--ema-only",
@@ -178,8 +182,9 @@ class Runner:
         if steps is not None:
             cmd += ["--steps", str(steps)]
         first = next((t for t in self.tasks if classifier in t.cmd), None)
+        queued = len(self.tasks)
         rc, wall = self._run(cmd, out + ".log", out + ".raw", 500.0 * (steps or 1))
-        if self.collect and first is not None:
+        if first is not None and len(self.tasks) > queued:
             self.tasks[-1].waits.add(first.produces)
         record = {"name": name, "heun_steps": steps, "command": self.planned[-1], "returncode": rc,
                   "wall_s": round(wall, 1)}
@@ -187,8 +192,8 @@ class Runner:
             record["scores"] = _read_json(out + ".raw")
             with open(out, "w") as fh:
                 json.dump(record, fh, indent=1)
+        self.digit_records[(run["folder"], steps)] = record
         return record
-
 
     def command(self, name: str, cmd: list[str], produces: str, cost: float) -> dict:
         """Any other command of the suite; its JSON output (`produces`) is read into the record."""
@@ -369,7 +374,8 @@ def q3_ablations(r: Runner) -> dict:
     if b["mnist_questions"]:
         for k, ov in variants.items():
             runs[f"mnist/{k}"] = [r.train(f"q3-mnist-{k}", "mnist-smt", _mnist_smt(b) + ov, 0, b["mnist_steps"])]
-    return {"runs": runs}
+    digits = {k: r.digit_scores(f"q3-{k.replace('/', '-')}", v[0]) for k, v in runs.items() if k.startswith("mnist")}
+    return {"runs": runs, "digits": digits}
 
 
 def _lr_overrides(preset: str, factor: float) -> list[str]:
@@ -389,16 +395,27 @@ def q4_stability(r: Runner) -> dict:
             runs[key] = [r.train(f"q4-{preset}-x{factor:.2g}", preset, _lr_overrides(preset, factor), s,
                                  b["toy_steps"]) for s in b["stability_seeds"]]
     if b["mnist_questions"]:
-        for factor in (1 / 3, 1, 3):
-            runs[f"mnist-smt/lr-x{factor:.2g}"] = [r.train(f"q4-mnist-x{factor:.2g}", "mnist-smt",
-                                                           _mnist_smt(b) + _lr_overrides("mnist-smt", factor), 0,
-                                                           b["mnist_steps"])]
-    return {"runs": runs}
+        teacher = [f"method.teacher={_mnist_teacher(r)['folder']}"]
+        for preset, name, extra in (("mnist-smt", "q4-mnist", _mnist_smt(b)), ("mnist-dmd", "q4-mnist-dmd", teacher),
+                                    ("mnist-gan", "q4-mnist-gan", [])):
+            for factor in (1 / 3, 1, 3):
+                # at x1 the run is Q5's (the same configuration): named as Q5 names it, trained once
+                run_name = name.replace("q4-", "q5-") if factor == 1 and preset != "mnist-smt" else f"{name}-x{factor:.2g}"
+                runs[f"{preset}/lr-x{factor:.2g}"] = [r.train(run_name, preset,
+                                                              extra + _lr_overrides(preset, factor), 0,
+                                                              b["mnist_steps"])]
+    digits = {k: r.digit_scores(f"q4-{k.replace('/', '-')}", v[0]) for k, v in runs.items() if k.startswith("mnist")}
+    return {"runs": runs, "digits": digits}
+
+
+def _mnist_teacher(r: Runner) -> dict:
+    """The EDM teacher of the MNIST distillation runs (trained once, shared by Q4 and Q5)."""
+    return r.train("q5-mnist-edm", "mnist-edm", [], 0, r.budget["mnist_teacher_steps"])
 
 
 def q5_one_vs_many(r: Runner) -> dict:
     b = r.budget
-    teacher = r.train("q5-mnist-edm", "mnist-edm", [], 0, b["mnist_teacher_steps"])
+    teacher = _mnist_teacher(r)
     runs = {"smt": [r.train("q5-mnist-smt", "mnist-smt", _mnist_smt(b), 0, b["mnist_steps"])],
             "gan": [r.train("q5-mnist-gan", "mnist-gan", [], 0, b["mnist_steps"])],
             "smd": [r.train("q5-mnist-smd", "mnist-smd", [f"method.teacher={teacher['folder']}"], 0, b["mnist_steps"])],
@@ -621,7 +638,7 @@ def main(argv=None) -> int:
         if q == 1:
             q1_picture(result, stem + "-samples.png", n=min(2000, budget["eval_samples"]))
             summary += [f"![samples](q{q}-{title}-samples.png)", ""]
-        if q == 5:
+        if result.get("digits"):
             summary += [digits_table(result), ""]
     summary += [f"Suite wall time: {time.time() - start:.0f} s.", ""]
     with open(os.path.join(args.out, "summary.md"), "w") as fh:
