@@ -554,6 +554,30 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
     save_picture(grid, path)
 
 
+def runs_picture(result: dict, path: str) -> None:
+    """Each variant's seed-0 run as it drew itself at the end (samples/final.png: samples beside data)."""
+    from PIL import Image, ImageDraw
+
+    panels = []
+    for name, records in result["runs"].items():
+        picture = os.path.join(records[0].get("folder", ""), "samples", "final.png")
+        if os.path.isfile(picture):
+            img = Image.open(picture).convert("RGB")
+            canvas = Image.new("RGB", (img.width, img.height + 16), "white")
+            canvas.paste(img, (0, 16))
+            ImageDraw.Draw(canvas).text((4, 2), f"{name} (seed {records[0]['seed']}): samples | data", fill="black")
+            panels.append(canvas)
+    if not panels:
+        return
+    cols = 2
+    width = max(p.width for p in panels)
+    height = max(p.height for p in panels)
+    grid = Image.new("RGB", (cols * width, math.ceil(len(panels) / cols) * height), "white")
+    for i, panel in enumerate(panels):
+        grid.paste(panel, ((i % cols) * width, (i // cols) * height))
+    grid.save(path)
+
+
 def _protocol_values(record: dict | None) -> dict:
     """fd / kd / precision / recall of the EMA weights, whatever sample count names them (fd2k, kd2k, ...)."""
     weights = ((record or {}).get("result") or {}).get("weights", {}).get("ema", {})
@@ -637,6 +661,9 @@ def main(argv=None) -> int:
         summary += [f"## Q{q}: {title}", "", markdown_table(result), ""]
         if q == 1:
             q1_picture(result, stem + "-samples.png", n=min(2000, budget["eval_samples"]))
+            summary += [f"![samples](q{q}-{title}-samples.png)", ""]
+        if q == 2:
+            runs_picture(result, stem + "-samples.png")
             summary += [f"![samples](q{q}-{title}-samples.png)", ""]
         if result.get("digits"):
             summary += [digits_table(result), ""]
