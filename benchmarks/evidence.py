@@ -323,6 +323,9 @@ def q1_swissroll(r: Runner) -> dict:
         "alpha-0-1-only": ("swissroll", base + ["method.gen_alpha=constant:1", "method.score_alpha=endpoints"]),
         "gan": ("ring8-gan", base),
         "smd-analytic": ("ring8-smd", base + ["method.teacher=analytic"]),
+        # the library's own swissroll preset (wider MLPs with input Fourier features, larger learning rates)
+        "preset-smt": ("swissroll", []),
+        "preset-alpha-1-only": ("swissroll", ["method.gen_alpha=constant:1"]),
     }
     runs = {name: [r.train(f"q1-{name}", preset, ov, s, steps) for s in b["seeds"]]
             for name, (preset, ov) in variants.items()}
