@@ -98,6 +98,7 @@ class Runner:
         self.tasks: list[Task] = []
         self.configs: dict[str, dict] = {}  # resolved configuration -> the first run that trains it
         self.digit_records: dict[tuple, dict] = {}  # (run folder, Heun steps) -> digit scores
+        self.report_only = False
 
     def _run(self, cmd: list[str], log: str, produces: str = "", cost: float = 1.0) -> tuple[int, float]:
         text = " ".join(shlex.quote(c) for c in cmd)
@@ -111,6 +112,9 @@ class Runner:
             self.tasks.append(Task(cmd, text, log, produces, cost))
         if self.dry or self.collect:
             return 0, 0.0
+        if self.report_only:  # tables from what exists; a missing output reads as not run (exit code -1)
+            done = os.path.isfile(os.path.join(produces, "metrics.json")) if os.path.isdir(produces) else os.path.isfile(produces)
+            return (0, float("nan")) if done else (-1, 0.0)
         start = time.time()
         with open(log, "w") as fh:
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=_child_env())
@@ -145,8 +149,12 @@ class Runner:
         record["metrics"] = _read_json(os.path.join(folder, "metrics.json"))
         record["curves"] = training_curves(os.path.join(folder, "stats.jsonl"))
         record["diverged"], record["why"] = diverged(record)
-        with open(record_path, "w") as fh:
-            json.dump(record, fh, indent=1)
+        if self.report_only:
+            record["wall_s"] = (record["metrics"] or {}).get("train_seconds")  # training only: no wall time kept
+        else:
+            if not self.report_only:
+                with open(record_path, "w") as fh:
+                    json.dump(record, fh, indent=1)
         return record
 
     def evaluate_steps(self, name: str, run: dict, steps: int, seed: int) -> dict:
@@ -162,8 +170,9 @@ class Runner:
                   "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1)}
         if not (self.dry or self.collect):
             record["metrics"] = _read_json(out + ".metrics")
-            with open(out, "w") as fh:
-                json.dump(record, fh, indent=1)
+            if not self.report_only:
+                with open(out, "w") as fh:
+                    json.dump(record, fh, indent=1)
         return record
 
     def digit_scores(self, name: str, run: dict, steps: int | None = None) -> dict:
@@ -190,8 +199,9 @@ class Runner:
                   "wall_s": round(wall, 1)}
         if not (self.dry or self.collect):
             record["scores"] = _read_json(out + ".raw")
-            with open(out, "w") as fh:
-                json.dump(record, fh, indent=1)
+            if not self.report_only:
+                with open(out, "w") as fh:
+                    json.dump(record, fh, indent=1)
         self.digit_records[(run["folder"], steps)] = record
         return record
 
@@ -207,8 +217,9 @@ class Runner:
         if not (self.dry or self.collect):
             if produces.endswith((".json", ".metrics")):
                 record["result"] = _read_json(produces)
-            with open(record_path, "w") as fh:
-                json.dump(record, fh, indent=1)
+            if not self.report_only:
+                with open(record_path, "w") as fh:
+                    json.dump(record, fh, indent=1)
         return record
 
 
@@ -622,6 +633,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "evidence"))
     parser.add_argument("--questions", default="1,2,3,4,5", help="comma list of question numbers")
     parser.add_argument("--plan", action="store_true", help="print the commands without running them")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the tables and plots from the runs that finished; run nothing")
     parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (2 on 2 cores: toy runs "
                         "use one core well, so two at once nearly halve the suite's time)")
     parser.add_argument("--threads", type=int, default=None,
@@ -639,12 +652,15 @@ def main(argv=None) -> int:
         print(f"# {len(runner.planned)} commands")
         return 0
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
-    collector = Runner(args.out, budget, collect=True)
-    for q in questions:
-        QUESTIONS[q][1](collector)
     start = time.time()
-    done = run_tasks(collector.tasks, args.jobs, threads)
+    done = {}
+    if not args.report_only:
+        collector = Runner(args.out, budget, collect=True)
+        for q in questions:
+            QUESTIONS[q][1](collector)
+        done = run_tasks(collector.tasks, args.jobs, threads)
     runner = Runner(args.out, budget, done=done)
+    runner.report_only = args.report_only
     summary = [f"# Evidence ({args.budget} budget)", "", f"Command: `{command}`", "",
                f"Machine: {_versions()['machine']}, torch {_versions()['torch']}; {args.jobs} command(s) at a time, "
                f"{threads or 'default'} torch thread(s) each. Wall times of runs that shared the machine are "
