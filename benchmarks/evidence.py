@@ -467,7 +467,7 @@ TABLE_KEYS = ("precision", "modes_covered", "mode_kl", "energy_distance", "knn_p
 def summarise(records: list[dict]) -> dict:
     """Mean and spread (min..max) over seeds of the EMA metrics (raw when there is no EMA)."""
     out = {"seeds": len(records), "diverged": sum(bool(r.get("diverged")) for r in records),
-           "wall_s": float(np.mean([r.get("wall_s", 0.0) for r in records]))}
+           "wall_s": float(np.mean([w for r in records if isinstance(w := r.get("wall_s"), (int, float))] or [math.nan]))}
     for key in TABLE_KEYS:
         vals = []
         for rec in records:
@@ -488,8 +488,9 @@ def markdown_table(result: dict) -> str:
         cells = []
         for key in TABLE_KEYS:
             v = s.get(key)
-            cells.append("–" if v is None else (f"{v['mean']:.3f}" if s["seeds"] == 1 else
-                                                 f"{v['mean']:.3f} ({v['min']:.3f}–{v['max']:.3f})"))
+            f = ".3g" if key == "modes_covered" else ".3f"
+            cells.append("–" if v is None else (f"{v['mean']:{f}}" if s["seeds"] == 1 else
+                                                 f"{v['mean']:{f}} ({v['min']:{f}}–{v['max']:{f}})"))
         rows.append(f"| {name} | {s['seeds']} | {s['diverged']} | {s['wall_s']:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
