@@ -1,6 +1,6 @@
 """Toy benchmark: SMT on ring8 and grid25 (seeds 0, 1, 2 each) and swissroll with their presets.
 
-    python benchmarks/toy.py [--jobs 2] [--threads 1] [--out benchmarks/results]
+    python benchmarks/toy.py [--jobs 2] [--threads 1] [--only ring8,grid25] [--out benchmarks/results]
 
 Each run is `scoremix train --config PRESET seed=S` in its own process; the script collects the runs'
 metrics.json (raw and EMA generator), their training time, and a picture of every run's samples next to
@@ -86,12 +86,14 @@ def main() -> int:
     parser.add_argument("--work", default="runs/toy-benchmark")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--only", default=None, help="comma list of presets to run (default: all)")
     parser.add_argument("extra", nargs="*", help="key=value overrides for every run")
     args = parser.parse_args()
+    runs = [r for r in RUNS if args.only is None or r[0] in args.only.split(",")]
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda ps: train(ps[0], ps[1], args.work, args.threads, args.extra), RUNS))
+        results = list(pool.map(lambda ps: train(ps[0], ps[1], args.work, args.threads, args.extra), runs))
     report = {"command": "python benchmarks/toy.py " + " ".join(sys.argv[1:]),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                           "jobs_in_parallel": args.jobs, "threads_per_run": args.threads},
