@@ -100,18 +100,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _fast_adamw(params) -> dict:
-    """One fused kernel per optimiser step where torch has one (float parameters on CPU or CUDA): the
-    per-tensor loop of the default costs ~15 % of a small network's step on a CPU. Under torch.distributed
-    the multi-tensor (foreach) path instead: 2-process gloo runs with the fused CPU kernel aborted at exit
-    ("terminate called without an active exception") in 2 of about 8 test runs."""
-    params = list(params)
-    if not params or not all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params):
-        return {}
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return {"foreach": True} if distributed else {"fused": True}
-
-
 def _print_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -181,8 +169,7 @@ class Trainer:
         o = cfg.optim
         self.optimizers, self.schedulers, self.params = {}, {}, {}
         for name, g in groups.items():
-            opt = torch.optim.AdamW(g["params"], lr=g["lr"], betas=(o.beta1, o.beta2), weight_decay=o.weight_decay,
-                                    **_fast_adamw(g["params"]))
+            opt = torch.optim.AdamW(g["params"], lr=g["lr"], betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
             total = self.method.optimizer_steps(name, t.steps)
             self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda k, total=total, sch=g["schedule"]: lr_factor(k, o.lr_warmup, total, sch))
