@@ -52,6 +52,9 @@ def _worker(rank: int, world: int, port: int, out: str, overrides: list) -> None
     info = init_distributed("cpu")
     _train(out, overrides, world, rank)
     cleanup(info)
+    # the work is saved: skip interpreter teardown, where gloo's threads intermittently abort the child
+    # ("terminate called without an active exception") in fresh environments
+    os._exit(0)
 
 
 def _weights(path: str) -> dict:
