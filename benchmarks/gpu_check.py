@@ -137,6 +137,18 @@ def counted_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def flops_and_seconds(fn, iters: int, device: str) -> tuple[float, float]:
+    """FLOPs of one call of `fn` (FlopCounterMode) and its mean wall time over `iters` calls, after one warm-up."""
+    fn()
+    flops = counted_flops(fn)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return flops, (time.perf_counter() - start) / iters
+
+
 def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, folder: str, peak: float,
               extra: list) -> dict:
     """One SMT cycle = gen_every iterations (1 generator + gen_every critic steps); its FLOPs counted once
@@ -162,14 +174,7 @@ def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, 
             trainer.train_step(b)
             trainer.step += 1
 
-    cycle()  # warm-up (and compilation when train.compile is on)
-    flops = counted_flops(cycle)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        cycle()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / iters
+    flops, seconds = flops_and_seconds(cycle, iters, device)  # warm-up compiles when train.compile is on
     achieved = flops / seconds
     out = {"preset": preset, "what": "training cycle", "global_batch": batch, "batch_gpu": batch_gpu or batch,
            "accumulation_steps": trainer.accum_steps, "iterations_per_cycle": k, "cycles_timed": iters,
@@ -203,14 +208,7 @@ def sampling_mfu(preset: str, batch: int, iters: int, device: str, peak: float, 
         with torch.no_grad(), torch.autocast(kind, dtype=torch.bfloat16, enabled=kind == "cuda"):
             gen(z, labels=labels)
 
-    sample()
-    flops = counted_flops(sample)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        sample()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / iters
+    flops, seconds = flops_and_seconds(sample, iters, device)
     return {"preset": preset, "what": "one-step sampling", "batch": batch, "images_per_second": batch / seconds,
             "flops_per_batch": flops, "achieved_tflops": flops / seconds / 1e12, "mfu": flops / seconds / peak}
 
