@@ -36,6 +36,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # scoremix is imported lazily below (configs, pictures), from this checkout
 
 BUDGETS = {
     # toy_steps / mnist_steps: training iterations of one toy / MNIST run; teacher_*: diffusion teachers
@@ -91,14 +93,14 @@ class Runner:
     With `collect=True` commands are only recorded as tasks (see `run_tasks`); a later pass with
     `done={command: (returncode, wall_s)}` reads their results instead of running them again."""
 
-    def __init__(self, out: str, budget: dict, dry: bool = False, collect: bool = False, done: dict | None = None):
-        self.out, self.budget, self.dry, self.collect = out, budget, dry, collect
+    def __init__(self, out: str, budget: dict, dry: bool = False, collect: bool = False, done: dict | None = None,
+                 report_only: bool = False):
+        self.out, self.budget, self.dry, self.collect, self.report_only = out, budget, dry, collect, report_only
         self.done = done or {}
         self.planned: list[str] = []
         self.tasks: list[Task] = []
         self.configs: dict[str, dict] = {}  # resolved configuration -> the first run that trains it
         self.digit_records: dict[tuple, dict] = {}  # (run folder, Heun steps) -> digit scores
-        self.report_only = False
 
     def _run(self, cmd: list[str], log: str, produces: str = "", cost: float = 1.0) -> tuple[int, float]:
         text = " ".join(shlex.quote(c) for c in cmd)
@@ -152,9 +154,8 @@ class Runner:
         if self.report_only:
             record["wall_s"] = (record["metrics"] or {}).get("train_seconds")  # training only: no wall time kept
         else:
-            if not self.report_only:
-                with open(record_path, "w") as fh:
-                    json.dump(record, fh, indent=1)
+            with open(record_path, "w") as fh:
+                json.dump(record, fh, indent=1)
         return record
 
     def evaluate_steps(self, name: str, run: dict, steps: int, seed: int) -> dict:
@@ -242,7 +243,6 @@ def _resolved_config(preset: str, overrides: list[str]) -> str:
     """The run's whole configuration as text: two runs with equal text train the same thing."""
     import dataclasses
 
-    sys.path.insert(0, ROOT)
     from scoremix.config import load_config
 
     return json.dumps(dataclasses.asdict(load_config(preset, overrides)), sort_keys=True, default=str)
@@ -393,7 +393,6 @@ def q3_ablations(r: Runner) -> dict:
 
 
 def _lr_overrides(preset: str, factor: float) -> list[str]:
-    sys.path.insert(0, ROOT)
     from scoremix.presets import get_preset
 
     o = get_preset(preset).optim
@@ -528,14 +527,12 @@ def plot_curves(result: dict, path: str, key_prefix: str = "loss") -> None:
 
 def q1_picture(result: dict, path: str, n: int = 2000) -> None:
     """One scatter per variant (seed 0's EMA generator; the EDM teacher at each step count) beside the data."""
-    sys.path.insert(0, ROOT)
     import torch
 
     from scoremix.config import load_config
     from scoremix.data import reference_samples
-    from scoremix.plots import save_picture, scatter_image, side_by_side, toy_bounds
+    from scoremix.plots import scatter_image, toy_bounds
     from scoremix.sampling import load_sampler, sample
-    from PIL import Image, ImageDraw
 
     reference = torch.as_tensor(reference_samples(load_config("swissroll", SWISSROLL).data, n, seed=0)).float()
     bounds = toy_bounds(reference)
@@ -553,44 +550,34 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
             print(f"q1 picture: {name}: {err}", file=sys.stderr)
             continue
         panels.append((name, scatter_image(x.reshape(n, -1).float(), bounds, size=200)))
-    titled = []
-    for title, img in panels:
-        canvas = Image.new("RGB", (img.width, img.height + 14), "white")
-        canvas.paste(img, (0, 14))
-        ImageDraw.Draw(canvas).text((4, 1), title, fill="black")
-        titled.append(canvas)
-    rows = [side_by_side(titled[i:i + 4]) for i in range(0, len(titled), 4)]
-    width = max(r.width for r in rows)
-    grid = Image.new("RGB", (width, sum(r.height for r in rows)), "white")
-    y = 0
-    for r in rows:
-        grid.paste(r, (0, y))
-        y += r.height
-    save_picture(grid, path)
+    titled_grid(panels, 4).save(path)
+
+
+def titled_grid(panels: list, cols: int):
+    """(title, PIL image) panels in rows of `cols`, each with its title above it."""
+    from PIL import Image, ImageDraw
+
+    width = max(img.width for _, img in panels)
+    height = max(img.height for _, img in panels) + 16
+    grid = Image.new("RGB", (cols * width, math.ceil(len(panels) / cols) * height), "white")
+    for i, (title, img) in enumerate(panels):
+        x, y = (i % cols) * width, (i // cols) * height
+        grid.paste(img.convert("RGB"), (x, y + 16))
+        ImageDraw.Draw(grid).text((x + 4, y + 2), title, fill="black")
+    return grid
 
 
 def runs_picture(result: dict, path: str) -> None:
     """Each variant's seed-0 run as it drew itself at the end (samples/final.png: samples beside data)."""
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     panels = []
     for name, records in result["runs"].items():
         picture = os.path.join(records[0].get("folder", ""), "samples", "final.png")
         if os.path.isfile(picture):
-            img = Image.open(picture).convert("RGB")
-            canvas = Image.new("RGB", (img.width, img.height + 16), "white")
-            canvas.paste(img, (0, 16))
-            ImageDraw.Draw(canvas).text((4, 2), f"{name} (seed {records[0]['seed']}): samples | data", fill="black")
-            panels.append(canvas)
-    if not panels:
-        return
-    cols = 2
-    width = max(p.width for p in panels)
-    height = max(p.height for p in panels)
-    grid = Image.new("RGB", (cols * width, math.ceil(len(panels) / cols) * height), "white")
-    for i, panel in enumerate(panels):
-        grid.paste(panel, ((i % cols) * width, (i // cols) * height))
-    grid.save(path)
+            panels.append((f"{name} (seed {records[0]['seed']}): samples | data", Image.open(picture)))
+    if panels:
+        titled_grid(panels, 2).save(path)
 
 
 def _protocol_values(record: dict | None) -> dict:
@@ -660,8 +647,7 @@ def main(argv=None) -> int:
         for q in questions:
             QUESTIONS[q][1](collector)
         done = run_tasks(collector.tasks, args.jobs, threads)
-    runner = Runner(args.out, budget, done=done)
-    runner.report_only = args.report_only
+    runner = Runner(args.out, budget, done=done, report_only=args.report_only)
     summary = [f"# Evidence ({args.budget} budget)", "", f"Command: `{command}`", "",
                f"Machine: {_versions()['machine']}, torch {_versions()['torch']}; {args.jobs} command(s) at a time, "
                f"{threads or 'default'} torch thread(s) each. Wall times of runs that shared the machine are "
