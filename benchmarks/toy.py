@@ -4,7 +4,8 @@
 
 Each run is `scoremix train --config PRESET seed=S` in its own process; the script collects the runs'
 metrics.json (raw and EMA generator), their training time, and a picture of every run's samples next to
-the data, and writes toy.json, toy.md and toy.png under --out.
+the data, and writes toy.json, toy.md and toy.png under --out, rewritten after every finished run so an
+interrupted suite keeps its finished runs (toy.json says whether the suite was complete).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 RUNS = [("ring8", 0), ("ring8", 1), ("ring8", 2), ("grid25", 0), ("grid25", 1), ("grid25", 2), ("swissroll", 0)]
 SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision", "knn_recall"]
@@ -80,6 +81,37 @@ def fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def write_report(results: list[dict], args, started: float, complete: bool) -> list[str]:
+    """toy.json, toy.md and toy.png under --out from the runs finished so far (rewritten after each)."""
+    import torch
+
+    report = {"command": "python benchmarks/toy.py " + " ".join(sys.argv[1:]),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                          "jobs_in_parallel": args.jobs, "threads_per_run": args.threads, "torch": torch.__version__},
+              "complete": complete, "total_seconds": round(time.time() - started, 1), "runs": []}
+    write_picture(results, os.path.join(args.out, "toy.png"))
+    for r in results:
+        report["runs"].append({**r, "picture": os.path.relpath(r["picture"]), "bar": bar_check(r)})
+    lines = [f"Command: `{report['command']}` — {report['machine']['cpus']} CPUs, {args.jobs} run(s) at a time, "
+             f"{args.threads} thread(s) each, torch {torch.__version__}"
+             + ("" if complete else f" — partial: {len(results)} run(s) finished so far"), "",
+             "| run | weights | train s | " + " | ".join(SHOWN) + " |", "|---|---|---|" + "---|" * len(SHOWN)]
+    for r in report["runs"]:
+        for variant in ("raw", "ema"):
+            row = [fmt(r[variant].get(k, "–")) for k in SHOWN]
+            lines.append(f"| {r['preset']} seed {r['seed']} | {variant} | {r['train_seconds']} | " + " | ".join(row) + " |")
+    bars = "; ".join(f"{p}: precision >= {b['precision']}, every mode, mode_kl <= {b['mode_kl']}, <= "
+                     f"{b['wall_seconds']} s wall" for p, b in BARS.items())
+    lines += ["", f"Bars (EMA generator; {bars}):", "", "| run | wall s | bar |", "|---|---|---|"]
+    for r in report["runs"]:
+        lines.append(f"| {r['preset']} seed {r['seed']} | {r['wall_seconds']:.0f} | {r['bar']} |")
+    with open(os.path.join(args.out, "toy.json"), "w") as fh:
+        json.dump(report, fh, indent=2)
+    with open(os.path.join(args.out, "toy.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="benchmarks/results")
@@ -91,36 +123,16 @@ def main() -> int:
     args = parser.parse_args()
     runs = [r for r in RUNS if args.only is None or r[0] in args.only.split(",")]
     os.makedirs(args.out, exist_ok=True)
-    start = time.time()
+    started = time.time()
+    finished: dict[int, dict] = {}
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda ps: train(ps[0], ps[1], args.work, args.threads, args.extra), runs))
-    report = {"command": "python benchmarks/toy.py " + " ".join(sys.argv[1:]),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "jobs_in_parallel": args.jobs, "threads_per_run": args.threads},
-              "total_seconds": round(time.time() - start, 1), "runs": results}
-    import torch
-
-    report["machine"]["torch"] = torch.__version__
-    write_picture(results, os.path.join(args.out, "toy.png"))
-    for r in results:
-        r["picture"] = os.path.relpath(r["picture"])
-        r["bar"] = bar_check(r)
-    lines = [f"Command: `{report['command']}` — {report['machine']['cpus']} CPUs, {args.jobs} run(s) at a time, "
-             f"{args.threads} thread(s) each, torch {torch.__version__}", "",
-             "| run | weights | train s | " + " | ".join(SHOWN) + " |", "|---|---|---|" + "---|" * len(SHOWN)]
-    for r in results:
-        for variant in ("raw", "ema"):
-            row = [fmt(r[variant].get(k, "–")) for k in SHOWN]
-            lines.append(f"| {r['preset']} seed {r['seed']} | {variant} | {r['train_seconds']} | " + " | ".join(row) + " |")
-    bars = "; ".join(f"{p}: precision >= {b['precision']}, every mode, mode_kl <= {b['mode_kl']}, <= "
-                     f"{b['wall_seconds']} s wall" for p, b in BARS.items())
-    lines += ["", f"Bars (EMA generator; {bars}):", "", "| run | wall s | bar |", "|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r['preset']} seed {r['seed']} | {r['wall_seconds']:.0f} | {r['bar']} |")
-    with open(os.path.join(args.out, "toy.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
-    with open(os.path.join(args.out, "toy.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+        futures = {pool.submit(train, preset, seed, args.work, args.threads, args.extra): i
+                   for i, (preset, seed) in enumerate(runs)}
+        for future in as_completed(futures):
+            finished[futures[future]] = future.result()
+            # an interrupted suite keeps what finished, in the listed order
+            lines = write_report([finished[i] for i in sorted(finished)], args, started,
+                                 complete=len(finished) == len(runs))
     print("\n".join(lines))
     return 0
 

@@ -41,3 +41,19 @@ def test_mode_metrics_on_exact_samples_and_a_collapsed_generator():
     assert abs(energy_distance(real, other)) < 0.01 < energy_distance(collapsed, other)
     p, r = knn_precision_recall(other, collapsed, k=3)
     assert p > 0.9 and r < 0.2  # every fake is plausible, most reals are missed
+
+
+def test_evaluator_reuses_reference_terms_without_changing_any_metric():
+    """The Evaluator caches the reference-only terms (E|Y - Y'|, the energy floor, the held-out k-NN radii);
+    every metric must equal the uncached computation, for each of several generators in turn."""
+    from scoremix.config import load_config
+    from scoremix.evaluate import Evaluator
+    from scoremix.metrics.toy import sample_metrics
+
+    ev = Evaluator(load_config("ring8").data, n=1500)
+    g = torch.Generator().manual_seed(3)
+    for fake in (ev.mixture.sample(1500, g), ev.mixture.means[0] + 0.3 * torch.randn(1500, 2, generator=g)):
+        cached = ev(fake)
+        direct = sample_metrics(fake, ev.reference, ev.reference2, ev.held_out, ev.k, mixture=ev.mixture)
+        assert cached == direct
+    assert set(ev._reference_cache) == {"reference_self", "energy_floor", "held_out_radii"}

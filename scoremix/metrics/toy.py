@@ -19,11 +19,13 @@ def _pairwise_mean_distance(x: torch.Tensor, y: torch.Tensor, exclude_diagonal: 
     return total / count
 
 
-def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """2 E|X - Y| - E|X - X'| - E|Y - Y'| (U-statistics within samples); 0 iff the laws agree."""
+def energy_distance(x: torch.Tensor, y: torch.Tensor, y_self: float | None = None) -> float:
+    """2 E|X - Y| - E|X - X'| - E|Y - Y'| (U-statistics within samples); 0 iff the laws agree.
+    y_self: E|Y - Y'| when already known (a fixed reference set)."""
     x, y = x.flatten(1).double(), y.flatten(1).double()
-    return (2 * _pairwise_mean_distance(x, y) - _pairwise_mean_distance(x, x, True)
-            - _pairwise_mean_distance(y, y, True))
+    if y_self is None:
+        y_self = _pairwise_mean_distance(y, y, True)
+    return 2 * _pairwise_mean_distance(x, y) - _pairwise_mean_distance(x, x, True) - y_self
 
 
 def _kth_neighbour_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
@@ -42,10 +44,14 @@ def _covered(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, 
     return torch.cat(inside)
 
 
-def knn_precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
-    """precision: share of fakes inside the real k-NN manifold; recall: share of reals inside the fake one."""
+def knn_precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
+                         real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+    """precision: share of fakes inside the real k-NN manifold; recall: share of reals inside the fake one.
+    real_radii: the reals' k-th neighbour radii when already known (a fixed reference set)."""
     real, fake = real.flatten(1).float(), fake.flatten(1).float()
-    precision = _covered(fake, real, _kth_neighbour_radius(real, k)).float().mean().item()
+    if real_radii is None:
+        real_radii = _kth_neighbour_radius(real, k)
+    precision = _covered(fake, real, real_radii).float().mean().item()
     recall = _covered(real, fake, _kth_neighbour_radius(fake, k)).float().mean().item()
     return precision, recall
 
@@ -70,13 +76,21 @@ def mode_metrics(samples: torch.Tensor, means: torch.Tensor, stds: torch.Tensor,
 
 
 def sample_metrics(fake: torch.Tensor, reference: torch.Tensor, reference2: torch.Tensor,
-                   held_out: torch.Tensor, k: int = 3, mixture=None) -> dict:
+                   held_out: torch.Tensor, k: int = 3, mixture=None, cache: dict | None = None) -> dict:
     """All metrics of one sample set: energy distance to `reference` and its floor (reference vs
-    reference2), k-NN precision/recall against `held_out`, and mode metrics when `mixture` is given."""
+    reference2), k-NN precision/recall against `held_out`, and mode metrics when `mixture` is given.
+    cache: a dict kept with fixed reference sets; the quantities that depend on them alone are computed
+    once and reused (same values, less time when several generators are measured)."""
+    cache = {} if cache is None else cache
     out = {}
     if mixture is not None:
         out.update(mode_metrics(fake, mixture.means, mixture.stds, mixture.weights))
-    out["energy_distance"] = energy_distance(fake, reference)
-    out["energy_floor"] = energy_distance(reference2, reference)
-    out["knn_precision"], out["knn_recall"] = knn_precision_recall(held_out, fake, k)
+    if "reference_self" not in cache:
+        ref = reference.flatten(1).double()
+        cache["reference_self"] = _pairwise_mean_distance(ref, ref, True)
+        cache["energy_floor"] = energy_distance(reference2, reference, cache["reference_self"])
+        cache["held_out_radii"] = _kth_neighbour_radius(held_out.flatten(1).float(), k)
+    out["energy_distance"] = energy_distance(fake, reference, cache["reference_self"])
+    out["energy_floor"] = cache["energy_floor"]
+    out["knn_precision"], out["knn_recall"] = knn_precision_recall(held_out, fake, k, cache["held_out_radii"])
     return out
