@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from results_store import RESULTS, ResultsFile, run_subcommand  # noqa: E402
+
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
 from scoremix.config import load_config  # noqa: E402
 from scoremix.data.toy import make_toy  # noqa: E402
@@ -39,8 +40,7 @@ from scoremix.methods.smt import SMT  # noqa: E402
 from scoremix.objectives.smt import generator_direction, mixture_denoisers  # noqa: E402
 from scoremix.trainer import lr_factor  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-JSON_PATH = os.path.join(RESULTS, "critic_settings.json")
+STORE = ResultsFile("critic_settings.json")
 SIGMAS = [0.01, 0.05, 0.2, 0.5, 1.5, 4.0]
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
@@ -52,18 +52,6 @@ class FixedGaussianFake(torch.nn.Module):
 
     def forward(self, z, labels=None):
         return self.std * z
-
-
-def _load():
-    return json.load(open(JSON_PATH)) if os.path.exists(JSON_PATH) else {}
-
-
-def _save(key, value):
-    data = _load()
-    data[key] = value
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(JSON_PATH, "w") as fh:
-        json.dump(data, fh, indent=2)
 
 
 def train_critic_alone(method: SMT, source, steps: int):
@@ -121,9 +109,9 @@ def alpha_experiment(args):
             print(sampler, seed, round(seconds, 1), {k: v for k, v in errors.items() if k.startswith("fake")},
                   flush=True)
     key = "alpha" if args.data == "ring8" else f"alpha-{args.data}"
-    _save(key, {"command": f"python benchmarks/critic_settings.py alpha --data {args.data} --steps {args.steps} "
-                           "--seeds " + " ".join(map(str, args.seeds)) + " --samplers " + " ".join(args.samplers),
-                "data": args.data, "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)", "sigmas": SIGMAS, "alphas": ALPHAS, "runs": runs})
+    STORE.save(key, {"command": f"python benchmarks/critic_settings.py alpha --data {args.data} --steps {args.steps} "
+                                "--seeds " + " ".join(map(str, args.seeds)) + " --samplers " + " ".join(args.samplers),
+                     "data": args.data, "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)", "sigmas": SIGMAS, "alphas": ALPHAS, "runs": runs})
 
 
 def dropout_experiment(args):
@@ -174,13 +162,13 @@ def dropout_experiment(args):
                                                                   for k in range(args.masks)) / args.masks, 4)}
         critic.train(True)
     print(json.dumps(out, indent=2))
-    _save("dropout", {"command": f"python benchmarks/critic_settings.py dropout --steps {args.steps} --masks {args.masks}",
-                      "critic": "digits-smt U-Net, score.dropout=0.13, trained alone against the untrained generator",
-                      "train_seconds": round(seconds, 1), "samples": n, "masks": args.masks, "relative_errors": out})
+    STORE.save("dropout", {"command": f"python benchmarks/critic_settings.py dropout --steps {args.steps} --masks {args.masks}",
+                           "critic": "digits-smt U-Net, score.dropout=0.13, trained alone against the untrained generator",
+                           "train_seconds": round(seconds, 1), "samples": n, "masks": args.masks, "relative_errors": out})
 
 
 def report(_args=None):
-    data = _load()
+    data = STORE.load()
     lines = ["# Critic settings (issue 9, section 3)", "",
              "Written by `python benchmarks/critic_settings.py report` from critic_settings.json; measured on a "
              "shared 2-core machine (times are inflated by other jobs).", ""]
@@ -231,10 +219,7 @@ def main():
     pd.add_argument("--masks", type=int, default=16)
     sub.add_parser("report")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    {"alpha": alpha_experiment, "dropout": dropout_experiment, "report": report}[args.what](args)
-    if args.what != "report":
-        report()
+    run_subcommand(args, {"alpha": alpha_experiment, "dropout": dropout_experiment, "report": report}, report)
 
 
 if __name__ == "__main__":

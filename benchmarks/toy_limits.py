@@ -39,6 +39,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from results_store import RESULTS, ResultsFile, run_subcommand  # noqa: E402
+
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
 from scoremix.checkpoint import load_latest_valid  # noqa: E402
 from scoremix.config import load_config  # noqa: E402
@@ -48,22 +50,9 @@ from scoremix.metrics.toy import mode_metrics  # noqa: E402
 from scoremix.nets.build import build_generator  # noqa: E402
 from scoremix.trainer import lr_factor  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-JSON_PATH = os.path.join(RESULTS, "toy-limits.json")
+STORE = ResultsFile("toy-limits.json")
 SIGMAS = [0.02, 0.05, 0.2, 0.5, 1.5, 4.0]
 EDGE = 1e-4  # keeps the within-mode quantile away from 0 and 1
-
-
-def _load() -> dict:
-    return json.load(open(JSON_PATH)) if os.path.exists(JSON_PATH) else {}
-
-
-def _save(key: str, value) -> None:
-    data = _load()
-    data[key] = value
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(JSON_PATH, "w") as fh:
-        json.dump(data, fh, indent=2)
 
 
 def _normal_quantile(u: torch.Tensor) -> torch.Tensor:
@@ -120,10 +109,10 @@ def capacity(args) -> None:
                      "final": curve[steps], "curve": curve, "transport_map": ceiling})
         print(args.data, seed, steps, curve, flush=True)
     key = f"capacity/{args.data}/{runs[0]['steps']}/" + " ".join(args.overrides)
-    _save(key, {"command": "python benchmarks/toy_limits.py capacity --data " + args.data
-                + (f" --steps {args.steps}" if args.steps else "") + " --seeds " + " ".join(map(str, args.seeds))
-                + "".join(" " + o for o in args.overrides),
-                "data": args.data, "overrides": args.overrides, "runs": runs})
+    command = ("python benchmarks/toy_limits.py capacity --data " + args.data
+               + (f" --steps {args.steps}" if args.steps else "") + " --seeds " + " ".join(map(str, args.seeds))
+               + "".join(" " + o for o in args.overrides))
+    STORE.save(key, {"command": command, "data": args.data, "overrides": args.overrides, "runs": runs})
 
 
 def _precision(net, data, seed: int) -> dict:
@@ -184,12 +173,12 @@ def critic(args) -> None:
             os.path.join(run, "metrics.json")) else {}
         out.append({"run": os.path.basename(os.path.normpath(run)), "data": cfg.data.source,
                     "checkpoint_step": state["step"], "raw_metrics": metrics.get("raw", {}), "by_sigma": rows})
-    _save("critic", {"command": "python benchmarks/toy_limits.py critic " + " ".join(args.runs)
-                     + f" --points {args.points}", "sigmas": SIGMAS, "runs": out})
+    STORE.save("critic", {"command": "python benchmarks/toy_limits.py critic " + " ".join(args.runs)
+                          + f" --points {args.points}", "sigmas": SIGMAS, "runs": out})
 
 
 def report(_args=None) -> None:
-    data = _load()
+    data = STORE.load()
     lines = ["# Why the toy presets fall short: generator capacity and critic error", "",
              "Written by `python benchmarks/toy_limits.py report` from toy-limits.json. Method: the docstring of "
              "`benchmarks/toy_limits.py`.", ""]
@@ -248,10 +237,7 @@ def main() -> None:
     pk.add_argument("--points", type=int, default=2000)
     sub.add_parser("report")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    {"capacity": capacity, "critic": critic, "report": report}[args.what](args)
-    if args.what != "report":
-        report()
+    run_subcommand(args, {"capacity": capacity, "critic": critic, "report": report}, report)
 
 
 if __name__ == "__main__":
