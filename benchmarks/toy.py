@@ -1,6 +1,6 @@
 """Toy benchmark: SMT on ring8 and grid25 (seeds 0, 1, 2 each) and swissroll with their presets.
 
-    python benchmarks/toy.py [--jobs 2] [--threads 1] [--only ring8,grid25] [--out benchmarks/results]
+    python benchmarks/toy.py [--jobs 2] [--threads 1] [--only ring8,grid25 [--merge]] [--out benchmarks/results]
 
 Each run is `scoremix train --config PRESET seed=S` in its own process; the script collects the runs'
 metrics.json (raw and EMA generator), their training time, and a picture of every run's samples next to
@@ -92,7 +92,9 @@ def write_report(results: list[dict], args, started: float, complete: bool) -> l
     write_picture(results, os.path.join(args.out, "toy.png"))
     for r in results:
         report["runs"].append({**r, "picture": os.path.relpath(r["picture"]), "bar": bar_check(r)})
-    lines = [f"Command: `{report['command']}` — {report['machine']['cpus']} CPUs, {args.jobs} run(s) at a time, "
+    commands = list(dict.fromkeys(r.get("suite_command", report["command"]) for r in results))
+    lines = [f"Command{'s' if len(commands) > 1 else ''}: " + "; ".join(f"`{c}`" for c in commands)
+             + f" — {report['machine']['cpus']} CPUs, {args.jobs} run(s) at a time, "
              f"{args.threads} thread(s) each, torch {torch.__version__}"
              + ("" if complete else f" — partial: {len(results)} run(s) finished so far"), "",
              "| run | weights | train s | " + " | ".join(SHOWN) + " |", "|---|---|---|" + "---|" * len(SHOWN)]
@@ -112,6 +114,21 @@ def write_report(results: list[dict], args, started: float, complete: bool) -> l
     return lines
 
 
+def kept_runs(path: str, rerun: set[str]) -> list[dict]:
+    """--merge: the runs of an earlier toy.json whose presets are not run now, each with the suite
+    command that produced it; their sample pictures must still exist."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        earlier = json.load(fh)
+    kept = [{"suite_command": earlier["command"], **r} for r in earlier["runs"] if r["preset"] not in rerun]
+    missing = [r["picture"] for r in kept if not os.path.exists(r["picture"])]
+    if missing:
+        raise SystemExit(f"--merge keeps the earlier runs of {path}, but their pictures are gone ({missing[0]}); "
+                         "rerun those presets too or drop --merge")
+    return kept
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="benchmarks/results")
@@ -119,20 +136,26 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--only", default=None, help="comma list of presets to run (default: all)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the runs of the other presets from the existing toy.json in --out")
     parser.add_argument("extra", nargs="*", help="key=value overrides for every run")
     args = parser.parse_args()
     runs = [r for r in RUNS if args.only is None or r[0] in args.only.split(",")]
     os.makedirs(args.out, exist_ok=True)
+    kept = kept_runs(os.path.join(args.out, "toy.json"), {p for p, _ in runs}) if args.merge else []
     started = time.time()
     finished: dict[int, dict] = {}
+    suite = "python benchmarks/toy.py " + " ".join(sys.argv[1:])
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(train, preset, seed, args.work, args.threads, args.extra): i
                    for i, (preset, seed) in enumerate(runs)}
         for future in as_completed(futures):
-            finished[futures[future]] = future.result()
+            finished[futures[future]] = {**future.result(), "suite_command": suite}
             # an interrupted suite keeps what finished, in the listed order
-            lines = write_report([finished[i] for i in sorted(finished)], args, started,
-                                 complete=len(finished) == len(runs))
+            done = [finished[i] for i in sorted(finished)]
+            order = {(p, s): k for k, (p, s) in enumerate(RUNS)}
+            lines = write_report(sorted(kept + done, key=lambda r: order.get((r["preset"], r["seed"]), len(RUNS))),
+                                 args, started, complete=len(finished) == len(runs))
     print("\n".join(lines))
     return 0
 
