@@ -60,19 +60,13 @@ def train(preset: str, work: str, threads: int, extra: list[str]) -> dict:
 
 
 def write_picture(panels: list[tuple[str, str]], path: str) -> None:
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
-    pics = [(title, Image.open(p).convert("RGB")) for title, p in panels if os.path.exists(p)]
-    if not pics:
-        return
-    width, height = max(p.width for _, p in pics), sum(p.height + 24 for _, p in pics)
-    canvas = Image.new("RGB", (width, height), "white")
-    y = 0
-    for title, p in pics:
-        ImageDraw.Draw(canvas).text((6, y + 6), title, fill=(0, 0, 0))
-        canvas.paste(p, (0, y + 24))
-        y += p.height + 24
-    canvas.save(path)
+    from scoremix.plots import titled_grid
+
+    pics = [(title, Image.open(p)) for title, p in panels if os.path.exists(p)]
+    if pics:
+        titled_grid(pics, cols=1).save(path)
 
 
 # -- MNIST -------------------------------------------------------------------------------------------------

@@ -531,7 +531,7 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
 
     from scoremix.config import load_config
     from scoremix.data import reference_samples
-    from scoremix.plots import scatter_image, toy_bounds
+    from scoremix.plots import scatter_image, titled_grid, toy_bounds
     from scoremix.sampling import load_sampler, sample
 
     reference = torch.as_tensor(reference_samples(load_config("swissroll", SWISSROLL).data, n, seed=0)).float()
@@ -553,23 +553,11 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
     titled_grid(panels, 4).save(path)
 
 
-def titled_grid(panels: list, cols: int):
-    """(title, PIL image) panels in rows of `cols`, each with its title above it."""
-    from PIL import Image, ImageDraw
-
-    width = max(img.width for _, img in panels)
-    height = max(img.height for _, img in panels) + 16
-    grid = Image.new("RGB", (cols * width, math.ceil(len(panels) / cols) * height), "white")
-    for i, (title, img) in enumerate(panels):
-        x, y = (i % cols) * width, (i // cols) * height
-        grid.paste(img.convert("RGB"), (x, y + 16))
-        ImageDraw.Draw(grid).text((x + 4, y + 2), title, fill="black")
-    return grid
-
-
 def runs_picture(result: dict, path: str) -> None:
     """Each variant's seed-0 run as it drew itself at the end (samples/final.png: samples beside data)."""
     from PIL import Image
+
+    from scoremix.plots import titled_grid
 
     panels = []
     for name, records in result["runs"].items():

@@ -19,6 +19,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # scoremix from this checkout
+
 RUNS = [("ring8", 0), ("ring8", 1), ("ring8", 2), ("grid25", 0), ("grid25", 1), ("grid25", 2), ("swissroll", 0)]
 SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision", "knn_recall"]
 
@@ -40,18 +42,12 @@ def train(preset: str, seed: int, work: str, threads: int, extra: list[str]) -> 
 
 
 def write_picture(results: list[dict], path: str) -> None:
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
-    pics = [Image.open(r["picture"]).convert("RGB") for r in results]
-    width, height = max(p.width for p in pics), sum(p.height + 24 for p in pics)
-    canvas = Image.new("RGB", (width, height), "white")
-    y = 0
-    for r, p in zip(results, pics):
-        ImageDraw.Draw(canvas).text((6, y + 6), f"{r['preset']} seed {r['seed']} (EMA generator, left) vs data (right)",
-                                    fill=(0, 0, 0))
-        canvas.paste(p, (0, y + 24))
-        y += p.height + 24
-    canvas.save(path)
+    from scoremix.plots import titled_grid
+
+    titled_grid([(f"{r['preset']} seed {r['seed']} (EMA generator, left) vs data (right)", Image.open(r["picture"]))
+                 for r in results], cols=1).save(path)
 
 
 # The quality bars of the small presets (EMA generator, wall time of the whole run on 2 cores)

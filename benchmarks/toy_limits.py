@@ -29,6 +29,7 @@ Results: benchmarks/results/toy-limits.json and .md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -59,9 +60,14 @@ def _normal_quantile(u: torch.Tensor) -> torch.Tensor:
     return math.sqrt(2.0) * torch.erfinv(2 * u.clamp(EDGE, 1 - EDGE) - 1)
 
 
+@functools.lru_cache(maxsize=None)
+def _toy(name: str):
+    return make_toy(name)  # built once, not at every regression step
+
+
 def transport_map(name: str, z: torch.Tensor) -> torch.Tensor:
     """An exact map T with T(z) ~ data for z ~ N(0, I_2) (module docstring)."""
-    data = make_toy(name)
+    data = _toy(name)
     if name == "grid25":
         u = 0.5 * (1 + torch.erf(z / math.sqrt(2.0)))  # independent uniforms
         cell = (5 * u).floor().clamp(0, 4)

@@ -58,6 +58,18 @@ def side_by_side(images: list[Image.Image], gap: int = 8, scale: int = 1) -> Ima
     return out
 
 
+def titled_grid(panels: list[tuple[str, Image.Image]], cols: int) -> Image.Image:
+    """(title, picture) panels in rows of `cols` cells, each cell the largest panel's size plus a title line."""
+    width = max(img.width for _, img in panels)
+    height = max(img.height for _, img in panels) + 16
+    grid = Image.new("RGB", (cols * width, math.ceil(len(panels) / cols) * height), "white")
+    for i, (title, img) in enumerate(panels):
+        x, y = (i % cols) * width, (i // cols) * height
+        grid.paste(img.convert("RGB"), (x, y + 16))
+        ImageDraw.Draw(grid).text((x + 4, y + 2), title, fill="black")
+    return grid
+
+
 def toy_bounds(reference: torch.Tensor, margin: float = 0.15) -> tuple[float, float, float, float]:
     lo, hi = reference.min(0).values, reference.max(0).values
     span = (hi - lo).max().item()
