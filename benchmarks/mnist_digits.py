@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from scoremix.data import holdout_indices  # noqa: E402
 from scoremix.data.images import load_mnist_dataset  # noqa: E402
 from scoremix.evaluate import generate_samples  # noqa: E402
 from scoremix.metrics.digits import DigitClassifier, class_probabilities, digit_scores, train_digit_classifier  # noqa: E402
@@ -28,10 +29,10 @@ from scoremix.sampling import DIFFUSION_METHODS, load_generators, read_weights  
 
 
 def real_split(resolution: int, holdout: int = 500, seed: int = 0):
+    """((train images, labels), (held-out images, labels)): the split of `data.holdout=500` runs."""
     data = load_mnist_dataset(resolution=resolution)
     x, y = data.get(torch.arange(len(data)).numpy())
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    train, test = order[holdout:], order[:holdout]
+    train, test = (torch.from_numpy(i) for i in holdout_indices(len(data), holdout, seed))
     return (x[train], y[train]), (x[test], y[test])
 
 

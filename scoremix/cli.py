@@ -39,6 +39,8 @@ def _add_sample(sub):
     p.add_argument("--batch", type=int, default=250, help="samples per forward pass (images never depend on it)")
     p.add_argument("--steps", type=int, default=None,
                    help="diffusion runs only: Heun steps (2N-1 network evaluations; default: the run's eval.heun_steps)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: run the network under bfloat16 autocast (CPU and CUDA; weights stay fp32)")
 
 
 def _add_eval(sub):
@@ -68,6 +70,8 @@ def _add_eval(sub):
                    "(seed 0: seeds 0..n-1, as EDM)")
     p.add_argument("--weights", default="raw,ema", help="raw, ema or raw,ema")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (diffusion runs only)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: sample under bfloat16 autocast (CPU and CUDA; weights stay fp32)")
     p.add_argument("--run", default=None, help="evaluate this run folder's checkpoints into its metrics.jsonl")
     p.add_argument("--every", type=int, default=0, help="with --run: only checkpoints whose step is a multiple of K")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -224,7 +228,8 @@ def cmd_sample(args) -> int:
     labels = None
     if classes:
         labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
-    x = sample(gen, args.n, shape, classes, seed=args.seed, labels=labels, device=args.device)
+    x = sample(gen, args.n, shape, classes, seed=args.seed, labels=labels, device=args.device,
+               precision=args.precision)
     try:
         if args.out.endswith(".npz"):
             arrays = {"x": x.numpy()}
@@ -284,7 +289,8 @@ def cmd_eval(args) -> int:
     if any(hasattr(g, "evaluations") for g in generators.values()):  # a diffusion run: say how it sampled
         results["heun_steps"] = next(iter(generators.values())).steps
     for variant, gen in generators.items():
-        fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(resolve_device(args.device)), seed=777)
+        fake = generate_samples(gen, evaluator.n, shape, classes, torch.device(resolve_device(args.device)), seed=777,
+                                precision=args.precision)
         results[variant] = evaluator(fake)
     text = json.dumps(results, indent=2)
     print(text)

@@ -142,7 +142,8 @@ def cmd_eval_protocol(args) -> int:
     progress = not args.no_progress
     if args.checkpoint:
         samplers, info = load_samplers(args.checkpoint, weights, device, args.steps)
-        result = evaluate_samplers(samplers, info, extractor, ref, metrics, n, args.seed, args.batch, device, progress)
+        result = evaluate_samplers(samplers, info, extractor, ref, metrics, n, args.seed, args.batch, device, progress,
+                                   precision=getattr(args, "precision", "fp32"))
         _write_json(args.json, result)
         return 0
     if not os.path.isdir(args.run):
@@ -160,7 +161,8 @@ def cmd_eval_protocol(args) -> int:
         except ScoremixError as err:  # pruned or being written while training continues
             print(f"skipping step {step}: {err}")
             continue
-        result = evaluate_samplers(samplers, info, extractor, ref, metrics, n, args.seed, args.batch, device, progress)
+        result = evaluate_samplers(samplers, info, extractor, ref, metrics, n, args.seed, args.batch, device, progress,
+                                   precision=getattr(args, "precision", "fp32"))
         result["key"] = key
         append_jsonl(jsonl, result)
         evaluated.append(step)
@@ -209,7 +211,7 @@ def export_images(args, classes_label) -> int:
         os.makedirs(args.out, exist_ok=True)
     arrays, labels_out, names = [], [], []
     for idx, images, labels in generate_uint8(samplers[which], args.n, info["shape"], classes, args.seed,
-                                              args.batch, device, label=classes_label):
+                                              args.batch, device, label=classes_label, precision=getattr(args, "precision", "fp32")):
         hwc = images.permute(0, 2, 3, 1).numpy()
         if to_folder:
             for row, i in enumerate(idx):

@@ -33,6 +33,7 @@ class DataConfig:
     sigma_data: float = 0.5          # data standard deviation used by EDM preconditioning
     standardize: str = "global"      # points: none | global (centre, one scale) | per_dim (centre, scale each coordinate)
     workers: int = 0                 # DataLoader worker processes reading batches ahead (0: read in the training process)
+    holdout: int = 0                 # keep this many items out of training (a fixed seed-0 permutation), for metrics
 
 
 @dataclass
@@ -416,6 +417,9 @@ def validate(cfg: Config) -> None:
     _check(t.progress_every > 0, "train.progress_every must be a positive number of seconds")
     _check(t.batch_gpu >= 0, f"train.batch_gpu must be >= 0 (0: no accumulation), got {t.batch_gpu}")
     _check(d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
+    _check(d.holdout >= 0, f"data.holdout must be >= 0, got {d.holdout}")
+    _check(d.holdout == 0 or d.source not in _TOY_SOURCES,
+           f"data.holdout is for finite datasets; data.source={d.source} draws fresh samples")
     _check(d.workers == 0 or d.source not in _TOY_SOURCES,
            f"data.workers is for image datasets; data.source={d.source} draws its samples in the training process")
     _check(cfg.eval.samples >= 10 and cfg.eval.knn_k >= 1, "eval.samples must be >= 10 and eval.knn_k >= 1")

@@ -114,9 +114,11 @@ def _one_step(generator):
 
 @torch.no_grad()
 def generate_uint8(sampler, n: int, shape: tuple, num_classes: int, seed: int = 0, batch: int = 250,
-                   device="cpu", progress=None, start: int = 0, label: int | None = None):
+                   device="cpu", progress=None, start: int = 0, label: int | None = None, precision: str = "fp32"):
     """Yield (indices, uint8 images (B, C, H, W) on the CPU, labels or None) for samples start..start+n-1;
-    `label` gives every sample that class instead of i % C."""
+    `label` gives every sample that class instead of i % C; precision=bf16 samples under bfloat16 autocast."""
+    from .precision import autocast
+
     device = torch.device(device)
     for i in range(start, start + n, batch):
         idx = list(range(i, min(i + batch, start + n)))
@@ -124,7 +126,8 @@ def generate_uint8(sampler, n: int, shape: tuple, num_classes: int, seed: int = 
         labels = class_labels(idx, num_classes)
         if labels is not None and label is not None:
             labels = torch.full_like(labels, label)
-        x = sampler(z, None if labels is None else labels.to(device))
+        with autocast(device, precision):
+            x = sampler(z, None if labels is None else labels.to(device)).float()
         yield idx, quantize_uint8(x).cpu(), labels
         if progress is not None:
             progress.update(len(idx))
@@ -256,7 +259,7 @@ def compute_metrics(metrics, fake_features, fake_logits, ref: dict, kind: str, n
 
 
 def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics, n: int, seed: int = 0,
-                      batch: int = 250, device="cpu", progress: bool = True) -> dict:
+                      batch: int = 250, device="cpu", progress: bool = True, precision: str = "fp32") -> dict:
     """Generate n samples per weights variant, extract features, compute metrics; one JSON-ready dict."""
     from tqdm import tqdm
 
@@ -270,7 +273,7 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
                         "local feature networks give fd/kd",
               "metrics": list(metrics), "detector": extractor.describe(),
               "reference": {k: ref.get(k) for k in ("path", "sha256", "n", "source", "detector", "detector_sha256")},
-              "batch": batch, "device": str(device), "weights": {}, "wall_seconds": {},
+              "batch": batch, "device": str(device), "precision": precision, "weights": {}, "wall_seconds": {},
               "heun_steps": info.get("heun_steps")}  # diffusion runs: Heun steps per sample (2N-1 evaluations)
     if info.get("missing_weights"):
         result["weights_missing"] = info["missing_weights"]  # e.g. ema asked for, but the run had no EMA
@@ -278,7 +281,8 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
         t0 = time.time()
         bar = tqdm(total=n, desc=f"{which} step {info['step']}", unit="img", disable=not progress, leave=False)
         feats, logits = [], []
-        for _, images, _ in generate_uint8(sampler, n, shape, classes, seed, batch, device, bar):
+        for _, images, _ in generate_uint8(sampler, n, shape, classes, seed, batch, device, bar,
+                                           precision=precision):
             f, lg = extractor(images)
             feats.append(f)
             if lg is not None:

@@ -7,12 +7,15 @@ import torch
 from .data import build_dataset, reference_samples
 from .data.toy import TOYS, make_toy
 from .metrics.toy import sample_metrics
+from .precision import autocast
 
 
 @torch.no_grad()
 def generate_samples(generator, n: int, shape: tuple, num_classes: int, device, seed: int,
-                     batch_size: int = 1000, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """n samples with noise from a private seeded RNG (the same z for every checkpoint)."""
+                     batch_size: int = 1000, labels: torch.Tensor | None = None,
+                     precision: str = "fp32") -> torch.Tensor:
+    """n samples (float32, on the CPU) with noise from a private seeded RNG (the same z for every
+    checkpoint); precision=bf16 runs the network under bfloat16 autocast."""
     rng = torch.Generator().manual_seed(seed)
     was_training = generator.training
     generator.eval()
@@ -24,7 +27,9 @@ def generate_samples(generator, n: int, shape: tuple, num_classes: int, device, 
         if num_classes > 0:
             lab = (labels[i:i + b] if labels is not None
                    else torch.randint(0, num_classes, (b,), generator=rng)).to(device)
-        out.append(generator(z, labels=lab).float().cpu())
+        with autocast(device, precision):
+            x = generator(z, labels=lab)
+        out.append(x.float().cpu())
     generator.train(was_training)
     return torch.cat(out)
 

@@ -164,9 +164,10 @@ def load_sampler(path: str, steps: int | None = None, use_ema: bool = True, devi
 
 @torch.no_grad()
 def sample(generator, n: int, shape: tuple, num_classes: int, seed: int = 0, labels=None, device="cpu",
-           batch_size: int = 1000) -> torch.Tensor:
+           batch_size: int = 1000, precision: str = "fp32") -> torch.Tensor:
     from .evaluate import generate_samples
 
     if labels is not None:
         labels = torch.as_tensor(labels).long().expand(n) if torch.as_tensor(labels).ndim == 0 else torch.as_tensor(labels)
-    return generate_samples(generator, n, shape, num_classes, device, seed, batch_size, labels=labels)
+    return generate_samples(generator, n, shape, num_classes, device, seed, batch_size, labels=labels,
+                            precision=precision)

@@ -32,6 +32,7 @@ from .evaluate import Evaluator, generate_samples
 from .methods import build_method
 from .nets.build import count_parameters
 from .plots import samples_picture, save_picture
+from .precision import autocast
 from .progress import Progress
 
 
@@ -359,9 +360,7 @@ class Trainer:
 
     # -- one iteration --------------------------------------------------------------------------------
     def _autocast(self):
-        if self.cfg.train.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.cfg.train.precision)
 
     def micro_batches(self, batch) -> list:
         """The per-process batch cut into accum_steps micro-batches of batch_gpu samples (tensors along dim 0)."""
@@ -459,7 +458,7 @@ class Trainer:
         n = 2000 if len(shape) == 1 else 64
         labels = torch.arange(n) % classes if classes else None
         fake = generate_samples(self._generator_for_eval(True), n, shape, classes, self.device, seed=2024,
-                                labels=labels)
+                                labels=labels, precision=self.cfg.train.precision)
         real = self._reference_picture_data(n)
         path = os.path.join(self.sample_dir, f"{tag}.png")
         save_picture(samples_picture(fake, real, titles=(f"samples ({tag})", "data")), path)
@@ -477,7 +476,8 @@ class Trainer:
         variants = ["raw"] + (["ema"] if self.ema else [])
         for variant in variants:
             fake = generate_samples(self._generator_for_eval(variant == "ema"), self.evaluator.n,
-                                    self.source.shape, self.source.num_classes, self.device, seed=777)
+                                    self.source.shape, self.source.num_classes, self.device, seed=777,
+                                    precision=self.cfg.train.precision)
             out[variant] = self.evaluator(fake)
         return out
 

@@ -118,18 +118,65 @@ class DatasetSource:
             self._loader = None
 
 
-def build_dataset(data_cfg):
-    """The finite image dataset named by a DataConfig (None for toy sources)."""
+def holdout_indices(n: int, holdout: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, held-out indices) of a dataset of n items: the held-out ones are the first
+    `holdout` positions of a permutation seeded by `seed` (benchmarks/mnist_digits.py uses the same)."""
+    from ..errors import DataError
+
+    if not 0 <= holdout < n:
+        raise DataError(f"data.holdout={holdout} must be smaller than the dataset's {n} items")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    return order[holdout:], order[:holdout]
+
+
+class Subset:
+    """Some items of a dataset, in the given order, behind the same interface (get, shape, labels)."""
+
+    def __init__(self, dataset, indices: np.ndarray):
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.shape = tuple(dataset.shape)
+        self.num_classes = dataset.num_classes
+        self.name = getattr(dataset, "name", "subset")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self):
+        labels = getattr(self.dataset, "labels", None)
+        return None if labels is None else labels[self.indices]
+
+    def get(self, indices):
+        return self.dataset.get(self.indices[np.asarray(indices, dtype=np.int64)])
+
+    def __getattr__(self, name):  # e.g. a points file's transform_record, mixture
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def build_dataset(data_cfg, part: str = "train"):
+    """The finite dataset named by a DataConfig (None for toy sources). part: 'train' (without the
+    data.holdout items), 'holdout' (only them) or 'all'."""
     if data_cfg.source in TOYS:
         return None
     if data_cfg.source == "points":
         from .points import PointsDataset
 
-        return PointsDataset(data_cfg.path, standardize=data_cfg.standardize, use_labels=data_cfg.conditional)
-    from .images import load_image_dataset
+        dataset = PointsDataset(data_cfg.path, standardize=data_cfg.standardize, use_labels=data_cfg.conditional)
+    else:
+        from .images import load_image_dataset
 
-    return load_image_dataset(data_cfg.source, path=data_cfg.path, resolution=data_cfg.resolution,
-                              channels=data_cfg.channels, use_labels=data_cfg.conditional)
+        dataset = load_image_dataset(data_cfg.source, path=data_cfg.path, resolution=data_cfg.resolution,
+                                     channels=data_cfg.channels, use_labels=data_cfg.conditional)
+    holdout = getattr(data_cfg, "holdout", 0)
+    if part == "all" or not holdout:
+        if part == "holdout":
+            raise ValueError("build_dataset(part='holdout') needs data.holdout > 0")
+        return dataset
+    train, held = holdout_indices(len(dataset), holdout)
+    return Subset(dataset, train if part == "train" else held)
 
 
 def build_source(data_cfg, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, dataset=None):

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ..precision import fp32_region
+
 
 def _cos_sin(angles: torch.Tensor) -> torch.Tensor:
     return torch.cat([angles.cos(), angles.sin()], dim=1)
@@ -50,7 +52,8 @@ class InputFourierFeatures(nn.Module):
         self.register_buffer("freqs", torch.randn(dim, num_features // 2) * scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _cos_sin(2 * math.pi * (x.float() @ self.freqs)).to(x.dtype)
+        with fp32_region(x):  # phases 2 pi x B: a bf16 product would shift them by ~0.05 rad
+            return _cos_sin(2 * math.pi * (x.float() @ self.freqs)).to(x.dtype)
 
 
 class AlphaEmbedding(nn.Module):

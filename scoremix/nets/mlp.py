@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..precision import fp32_region
 from .embeddings import ConditionEmbedding, InputFourierFeatures
 
 _ACTIVATIONS = {"silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "relu": nn.ReLU}
@@ -55,4 +56,5 @@ class MLPHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(channels, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.net(feats).flatten()
+        with fp32_region(feats):  # logits feed softplus and log(alpha/(1-alpha)) offsets: kept in fp32
+            return self.net(feats.float()).flatten()

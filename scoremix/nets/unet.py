@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..precision import fp32_region
 from .embeddings import ConditionEmbedding
 
 
@@ -119,4 +120,5 @@ class ConvHead(nn.Module):
         self.out = nn.Linear(c, 1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(feats).mean(dim=(2, 3))).flatten()
+        with fp32_region(feats):  # logits feed softplus and log(alpha/(1-alpha)) offsets: kept in fp32
+            return self.out(self.body(feats.float()).mean(dim=(2, 3))).flatten()
