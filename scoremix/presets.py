@@ -264,7 +264,8 @@ def _mnist_distill(name: str, method: str) -> Config:
     """MNIST 5k (28x28) distilled from a teacher trained by `scoremix train --config mnist-edm`; pass it as
     method.teacher=RUN. Generator and D_fake take the teacher's network and weights. The generator runs at
     sigma 2.5 rather than sigma_max 80 (as mnist-smt does, for diversity from the first step): it starts
-    as the teacher's one-step denoiser of 2.5 z."""
+    as the teacher's one-step denoiser of 2.5 z. The small head (method.head=small) on the U-Net's 7x7
+    bottleneck; joint features as released (the library default)."""
     cfg = _cpu_images(name, "mnist")
     cfg.data.resolution = 28
     cfg.method.name = method
@@ -298,7 +299,9 @@ def mnist_dmd() -> Config:
 def _image_smd(name: str, source: str) -> Config:
     """Released-code SMD settings (method.md sections 7-8): AdamW (0.9, 0.999), weight decay 0.01, clip 10,
     500 warm-up steps, 5 critic steps per generator step, critic alpha with 25 % zeros, generator alpha on
-    [0.5, 1], the Eq. 11 term at 3e-3, bf16 autocast, global batch 280. Networks come from the teacher."""
+    [0.5, 1], the Eq. 11 term at 3e-3, bf16 autocast, global batch 280, the released density-ratio head
+    (method.head=paper) and --joint_training (smd_joint_features). Networks come from the teacher, built
+    with dropout 0."""
     cfg = Config(name=name)
     cfg.data.source = source
     cfg.data.sigma_data = 0.5
@@ -310,6 +313,8 @@ def _image_smd(name: str, source: str) -> Config:
     cfg.method.gen_alpha = "range:0.5,1"
     cfg.method.gan = True
     cfg.method.gan_gen_weight = 3e-3
+    cfg.method.head = "paper"            # 4x4 s2 conv, GroupNorm, SiLU, 4x4 s4 conv, GroupNorm, SiLU, 1x1 conv
+    cfg.method.smd_joint_features = True  # the mixture loss also trains D_fake's encoder (--joint_training)
     return _paper_image_training(cfg)
 
 
@@ -318,7 +323,7 @@ def cifar10_smd() -> Config:
     cfg = _image_smd("cifar10-smd", "cifar10")
     # replaced by the teacher's own settings at start-up; EDM's CIFAR-10 DDPM++ for --dry-run and validation
     cfg.generator = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16])
-    cfg.score = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16], dropout=0.13)
+    cfg.score = NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16], dropout=0.0)
     cfg.data.path = "data/cifar-10-batches-py"
     cfg.optim.lr_gen, cfg.optim.lr_score = 5e-5, 5e-5
     cfg.train.steps = 150000             # the paper gives no SMD iteration count; as its CIFAR SMT run
@@ -330,7 +335,7 @@ def imagenet64_smd() -> Config:
     cfg = _image_smd("imagenet64-smd", "imagenet64")
     cfg.generator = NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8])
     cfg.score = NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8],
-                          dropout=0.10)
+                          dropout=0.0)
     cfg.data.path = "data/imagenet64"
     cfg.data.conditional = True
     cfg.method.teacher_dtype = "bf16"    # the 296M-parameter ADM teacher held in bfloat16
@@ -395,6 +400,69 @@ def mnist_edm() -> Config:
     return cfg
 
 
+# -- the MNIST quality ladder (benchmarks/quality.py): a larger U-Net for teacher, students and SMT ------------
+# 32 base channels, multipliers (1, 2, 2), two residual blocks per resolution: 1.57M parameters, about 6x
+# the mnist-smt network's per-iteration cost in fp32 and about 3x under bf16 autocast on this 2-core CPU.
+# Every stage trains on 4,500 of the 5,000 digits and keeps the other 500 out for the metrics (data.holdout).
+_LADDER_NET = dict(arch="unet", channels=32, channel_mult=[1, 2, 2], blocks=2)
+
+
+def _ladder(cfg: Config) -> Config:
+    cfg.data.resolution = 28
+    cfg.data.holdout = 500
+    cfg.generator = NetConfig(**_LADDER_NET)
+    cfg.score = NetConfig(**_LADDER_NET)
+    cfg.train.precision = "bf16"
+    cfg.train.ckpt_every = cfg.train.sample_every = 1000
+    cfg.train.keep_every = 2000          # kept checkpoints give the digit-score curve of each stage
+    cfg.eval.samples = 2000
+    return cfg
+
+
+def mnist_edm_base() -> Config:
+    """Ladder teacher: EDM diffusion on MNIST 4.5k with the 1.57M-parameter U-Net, batch 64, 8k iterations."""
+    cfg = _ladder(mnist_edm())
+    cfg.name = "mnist-edm-base"
+    cfg.data.batch_size = 64
+    cfg.optim.lr_warmup = 200
+    cfg.train.steps = 8000
+    cfg.eval.samples = 1000
+    return cfg
+
+
+def _ladder_distill(name: str, method: str) -> Config:
+    """Ladder students of a mnist-edm-base teacher (method.teacher=RUN): mnist-smd's settings for 4k iterations."""
+    cfg = _ladder(_mnist_distill(name, method))
+    cfg.train.steps = 4000
+    return cfg
+
+
+def mnist_smd_base() -> Config:
+    """Ladder: SMD one-step student of a mnist-edm-base teacher run (method.teacher=RUN), 4k iterations."""
+    return _ladder_distill("mnist-smd-base", "smd")
+
+
+def mnist_dmd_base() -> Config:
+    """Ladder: the DMD baseline at the same networks and iterations as mnist-smd-base."""
+    return _ladder_distill("mnist-dmd-base", "dmd")
+
+
+def mnist_smt_base() -> Config:
+    """Ladder: SMT from scratch with the ladder U-Net for generator and critic, 6k iterations."""
+    cfg = _ladder(mnist_smt())
+    cfg.name = "mnist-smt-base"
+    cfg.train.steps = 6000
+    return cfg
+
+
+def mnist_gan_base() -> Config:
+    """Ladder: the non-saturating GAN baseline with mnist-smt-base's networks, 6k iterations."""
+    cfg = _ladder(mnist_gan())
+    cfg.name = "mnist-gan-base"
+    cfg.train.steps = 6000
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "quickstart": quickstart,
     "ring8": ring8,
@@ -417,6 +485,11 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "ring8-edm": ring8_edm,
     "digits-edm": digits_edm,
     "mnist-edm": mnist_edm,
+    "mnist-edm-base": mnist_edm_base,
+    "mnist-smd-base": mnist_smd_base,
+    "mnist-dmd-base": mnist_dmd_base,
+    "mnist-smt-base": mnist_smt_base,
+    "mnist-gan-base": mnist_gan_base,
 }
 
 

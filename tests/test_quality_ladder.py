@@ -1,0 +1,71 @@
+"""benchmarks/quality.py: every stage of every budget is a valid config, and the tiny ladder runs end to end
+and writes the report the quality issue asks for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import quality  # noqa: E402
+
+from scoremix.config import load_config  # noqa: E402
+
+
+@pytest.mark.parametrize("budget", sorted(quality.BUDGETS))
+def test_every_stage_of_every_budget_is_a_valid_config(budget, tmp_path):
+    for stage, (method, preset, _, seed) in quality.STAGES.items():
+        overrides = quality.stage_overrides(stage, quality.BUDGETS[budget], str(tmp_path))
+        cfg = load_config(preset, [o for o in overrides if not o.startswith("train.device=cuda")])
+        assert cfg.data.holdout == quality.HELD_OUT and cfg.data.resolution == 28
+        assert cfg.train.seed == seed
+        if method in ("smd", "dmd"):
+            assert cfg.method.teacher == os.path.join(str(tmp_path), "teacher")
+
+
+def test_students_train_as_long_as_each_other():
+    """SMD and DMD rows compare at equal iterations in every budget."""
+    for budget in quality.BUDGETS.values():
+        smd = load_config("mnist-smd-base", budget["overrides"].get("student", []))
+        dmd = load_config("mnist-dmd-base", budget["overrides"].get("student", []))
+        assert smd.train.steps == dmd.train.steps and smd.data.batch_size == dmd.data.batch_size
+
+
+def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "quality.py"), "--budget", "tiny", "--runs", str(runs),
+           "--results", str(results), "--ship", str(tmp_path / "weights")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((results / "quality.json").read_text())
+    assert result["complete"] and [r["stage"] for r in result["rows"]] == list(quality.STAGES)
+    keys = {"method", "nfe", "digit_score", "confident", "fd_local", "train_cpu_minutes", "samples", "seed", "weights"}
+    for row in result["rows"]:
+        assert keys <= set(row)
+        assert row["nfe"] == (35 if row["method"] == "teacher" else 1)  # 18 Heun steps for the teacher
+        assert 1.0 <= row["digit_score"] <= 10.0 and 0.0 <= row["confident"] <= 1.0
+        assert row["fd_local"] > 0 and row["train_cpu_minutes"] > 0 and row["samples"] == 64
+    shipped = {r["stage"]: r["weights"] for r in result["rows"] if r["weights"]}
+    assert set(shipped) >= {"teacher", "smt"} and any(s.startswith("smd-") for s in shipped)
+    floor = result["floor"]
+    assert floor["fd_local"] < min(r["fd_local"] for r in result["rows"])  # real digits beat untrained networks
+    assert (results / "quality.png").stat().st_size > 1000 and "| teacher | 35 |" in (results / "quality.md").read_text()
+    # a second call trains nothing: finished stages are skipped and their scores reused
+    again = subprocess.run(cmd + ["--no-curves"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "[teacher]" not in again.stdout
+
+
+def test_gpu_budget_smoke_on_cpu(tmp_path):
+    """--budget gpu with tiny sizes on the CPU: the gpu stage settings parse, train and score."""
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "quality.py"), "--budget", "gpu", "--smoke",
+           "--runs", str(tmp_path), "--only", "teacher,smd-s0", "--no-curves"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = json.loads((tmp_path / "results" / "quality.json").read_text())["rows"]
+    assert [r["stage"] for r in rows] == ["teacher", "smd-s0"] and rows[1]["iterations"] == 6
