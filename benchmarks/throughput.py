@@ -1,11 +1,12 @@
-"""Images/s of one SMT cycle (1 generator step + K critic steps): scoremix against a plain reference.
+"""CPU speed levers, measured side by side: one SMT training cycle (1 generator + K critic steps) and one-step
+sampling, for each preset's networks, in fp32 eager (the 0.1 path), each lever alone (bf16 autocast,
+channels_last, regional and whole-network torch.compile) and the preset's own settings ("chosen").
 
-The reference implements the same math inside this file the straightforward way: D_0, D_alpha, D_1 as
-three separate critic calls, the critic's real and fake halves as two separate passes, fp32, no compile.
-Both start from the same weights, see the same batches and the same random draws (the reference seeds
-the global RNG exactly as the trainer does, by (seed, step, phase, micro-batch)), so their losses must
-agree to float tolerance; this is checked before timing. Timing alternates library and reference cycles
-in one process (so machine load hits both alike) and reports medians and their ratio.
+All variants live in one process, start from the same weights, see the same batches and draws, and their
+cycles alternate (round r times variant 1, 2, ..., then round r + 1), so load from elsewhere hits them alike;
+medians and ratios against fp32 eager are the measurement. A plain fp32 reference of the same SMT math (three
+score calls, separate real / fake passes) is checked to give the library's fp32 losses and timed beside them.
+Compilation time is the first cycles' excess over the steady state, reported apart.
 
     PYTHONPATH=. python benchmarks/throughput.py --quick --out benchmarks/results/throughput-cpu.json
 """
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,28 +25,61 @@ import time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-def make_trainer(preset: str, batch: int, gen_every: int, device: str, folder: str, extra=()):
+from runner import ROOT, child_env, machine, write_json  # noqa: E402
+
+LEVERS = {  # variant -> (precision, channels_last, compile)
+    "fp32 eager": ("fp32", False, "off"),
+    "bf16": ("bf16", False, "off"),
+    "channels_last": ("fp32", True, "off"),
+    "compile (regional)": ("fp32", False, "blocks"),
+    "compile (whole)": ("fp32", False, "whole"),
+}
+
+
+def make_trainer(preset: str, batch: int, gen_every: int, folder: str, precision: str, channels_last: bool,
+                 compile_mode: str, device: str = "cpu"):
     from scoremix.config import load_config
     from scoremix.trainer import Trainer
 
+    from scoremix.data.toy import TOYS
+
     base = load_config(preset)
-    side = base.data.resolution or {"digits": 8, "mnist": 32}.get(base.data.source, 32)
-    channels = 1 if base.data.source in ("digits", "mnist") else 3
-    rng = np.random.default_rng(0)
-    path = os.path.join(folder, "synthetic.npz")
-    np.savez(path, x=rng.integers(0, 256, (max(256, 4 * batch), side, side, channels), dtype=np.uint8))
-    cfg = load_config(preset, ["data.source=npz", f"data.path={path}", "data.resolution=none", "data.conditional=false",
-                               f"batch_size={batch}", f"gen_every={gen_every}", "method.warmup_steps=0",
-                               "method.critic_warmup_steps=0", "method.gan=false", "optim.lr_warmup=0",
-                               "optim.gen_schedule=constant", "optim.score_schedule=constant", "progress=off",
-                               "sample_every=0", "ckpt_every=0", f"device={device}", "precision=fp32",
-                               "channels_last=false", *extra])
-    return Trainer(cfg, os.path.join(folder, "run"), echo=lambda *a, **k: None)
+    data = []
+    if base.data.source not in TOYS:  # images: a synthetic array of the preset's shape
+        side = base.data.resolution or {"digits": 8, "mnist": 32}.get(base.data.source, 32)
+        channels = 1 if base.data.source in ("digits", "mnist") else 3
+        path = os.path.join(folder, f"synthetic-{side}.npz")
+        if not os.path.exists(path):
+            rng = np.random.default_rng(0)
+            np.savez(path, x=rng.integers(0, 256, (max(256, 4 * batch), side, side, channels), dtype=np.uint8))
+        data = ["data.source=npz", f"data.path={path}", "data.resolution=none", "data.holdout=0",
+                "data.conditional=false"]
+    cfg = load_config(preset, [*data, f"batch_size={batch}", f"gen_every={gen_every}",
+                               "method.warmup_steps=0", "method.critic_warmup_steps=0", "method.gan=false",
+                               "optim.lr_warmup=0", "optim.gen_schedule=constant", "optim.score_schedule=constant",
+                               "progress=off", "sample_every=0", "ckpt_every=0", f"device={device}",
+                               f"precision={precision}", f"channels_last={channels_last}",
+                               f"train.compile={compile_mode == 'blocks'}"])
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, os.path.join(folder, f"run-{precision}-{channels_last}-{compile_mode}"),
+                      echo=lambda *a, **k: None)
+    if compile_mode == "whole":
+        for net in trainer.method.networks.values():
+            net.denoiser.backbone.compile(dynamic=False)  # in place: parameter names unchanged
+    return trainer
+
+
+def preset_levers(preset: str) -> tuple[str, bool, str]:
+    from scoremix.config import load_config
+
+    t = load_config(preset).train
+    return t.precision, t.channels_last, "blocks" if t.compile else "off"
 
 
 class Reference:
-    """The same SMT update written plainly: three score calls, separate real/fake passes."""
+    """The same SMT update written plainly in fp32: three score calls, separate real/fake passes."""
 
     def __init__(self, trainer):
         cfg = trainer.cfg
@@ -65,12 +98,9 @@ class Reference:
         self.gen_alpha, self.score_alpha, self.sigma_data = m.gen_alpha, m.score_alpha, m.sigma_data
 
     def _noisy(self, x, sigma):
-        return x + sigma.reshape(-1, 1, 1, 1) * torch.randn(x.shape, device=x.device)
+        return x + sigma.reshape(-1, *[1] * (x.ndim - 1)) * torch.randn(x.shape, device=x.device)
 
-    def _weight(self, sigma):
-        return sigma ** -2 + self.sigma_data ** -2
-
-    def generator_step(self, n, device, step):
+    def generator_step(self, n, device):
         self.trainer._seed_micro_batch("generator", 0)  # the same draws as the library, in the same order
         z = torch.randn(n, *self.shape, device=device)
         x = self.generator(z)
@@ -82,9 +112,8 @@ class Reference:
             d_fake = self.critic.denoiser(x_t, sigma, alpha=torch.zeros_like(alpha))
             d_mix = self.critic.denoiser(x_t, sigma, alpha=alpha)
             d_real = self.critic.denoiser(x_t, sigma, alpha=torch.ones_like(alpha))
-        # Eq. 9-10: step along D_0 - D_alpha, scaled by ||x - D_1||_1 sqrt(mean diff^2 / mean (D_1 - D_0)^2)
-        diff = d_fake - d_mix
-        mean = lambda v: v.flatten(1).mean(1).reshape(-1, 1, 1, 1)  # noqa: E731
+        diff = d_fake - d_mix  # Eq. 9-10
+        mean = lambda v: v.flatten(1).mean(1).reshape(-1, *[1] * (v.ndim - 1))  # noqa: E731
         scale = mean((x.detach() - d_real).abs()) * torch.sqrt(mean(diff ** 2) / (mean((d_real - d_fake) ** 2) + 1e-6))
         grad = torch.nan_to_num(diff / scale, nan=0.0, posinf=0.0, neginf=0.0)
         loss = 0.5 * (x - (x - grad).detach()).pow(2).mean()
@@ -92,10 +121,14 @@ class Reference:
         loss.backward()
         self._clip(self.generator)
         self.opt_gen.step()
-        self._ema_update()
+        with torch.no_grad():
+            self.ema_updates += 1
+            d = min(self.cfg.train.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
+            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
+                e.lerp_(p, 1 - d)
         return loss.detach()
 
-    def critic_step(self, x_real, step):
+    def critic_step(self, x_real):
         self.trainer._seed_micro_batch("critic", 0)
         n, device = x_real.shape[0], x_real.device
         with torch.no_grad():
@@ -105,9 +138,9 @@ class Reference:
         real_t, fake_t = self._noisy(x_real, sigma), self._noisy(x_fake, sigma)
         d_real = self.critic.denoiser(real_t, sigma, alpha=alpha)  # two separate passes
         d_fake = self.critic.denoiser(fake_t, sigma, alpha=alpha)
+        weight = sigma ** -2 + self.sigma_data ** -2
         mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
-        loss = (alpha * self._weight(sigma) * mse(d_real, x_real)
-                + (1 - alpha) * self._weight(sigma) * mse(d_fake, x_fake)).mean()  # Eq. 8
+        loss = (alpha * weight * mse(d_real, x_real) + (1 - alpha) * weight * mse(d_fake, x_fake)).mean()  # Eq. 8
         self.opt_critic.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.critic)
@@ -115,24 +148,17 @@ class Reference:
         return loss.detach()
 
     def _clip(self, net):
-        clip = self.cfg.optim.grad_clip
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-
-    @torch.no_grad()
-    def _ema_update(self):
-        self.ema_updates += 1
-        d = min(self.cfg.train.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
-        for e, p in zip(self.ema.parameters(), self.generator.parameters()):
-            e.lerp_(p, 1 - d)
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optim.grad_clip)
 
     def cycle(self, batches, first_step):
-        """Iteration first_step: generator + critic; the next K-1: critic only (as SMT.plan with gen_every=K)."""
         losses = []
         for k, x in enumerate(batches):
+            self.trainer.step = first_step + k  # the seeding helper reads the step
             if k == 0:
-                losses.append(("loss_gen", self.generator_step(x.shape[0], x.device, first_step).item()))
-            losses.append(("loss_score", self.critic_step(x, first_step + k).item()))
+                losses.append(("loss_gen", self.generator_step(x.shape[0], x.device).item()))
+            losses.append(("loss_score", self.critic_step(x).item()))
+        self.trainer.step = first_step + len(batches)
         return losses
 
 
@@ -148,146 +174,185 @@ def library_cycle(trainer, batches, first_step):
     return losses
 
 
-def reference_cycle(ref, batches, first_step):
-    ref.trainer.step = first_step  # the seeding helper reads the step
-    losses = []
-    for k, x in enumerate(batches):
-        ref.trainer.step = first_step + k
-        if k == 0:
-            losses.append(("loss_gen", ref.generator_step(x.shape[0], x.device, first_step).item()))
-        losses.append(("loss_score", ref.critic_step(x, first_step + k).item()))
-    ref.trainer.step = first_step + len(batches)
-    return losses
+def _sampler(trainer, precision: str, batch: int):
+    from scoremix.precision import autocast
+
+    generator = trainer.method.networks["generator"]
+    z = torch.randn(batch, *trainer.source.shape, generator=torch.Generator().manual_seed(1))
+    if trainer.cfg.train.channels_last and z.ndim == 4:
+        z = z.contiguous(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def sample():
+        with autocast("cpu", precision):
+            return generator(z).float()
+    return sample
 
 
-def run(preset: str, batch: int, gen_every: int, cycles: int, device: str) -> dict:
+def measure(preset: str, batch: int, gen_every: int, cycles: int, sample_batch: int, warm: int = 2) -> dict:
+    chosen = preset_levers(preset)
+    variants = dict(LEVERS)
+    variants["chosen"] = chosen
     with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(preset, batch, gen_every, device, folder)
-        ref = Reference(trainer)
-        dev = trainer.device
-        batches = [trainer.source.next_batch()[0].to(dev) for _ in range(gen_every)]
-        # 1. identical math: two cycles from the same weights, the same batches and draws
-        check = {"library": [], "reference": []}
-        for c in range(2):
-            check["library"] += library_cycle(trainer, batches, c * gen_every)
-            check["reference"] += reference_cycle(ref, batches, c * gen_every)
-        pairs = list(zip(check["library"], check["reference"]))
-        assert all(a[0] == b[0] for a, b in pairs)
-        worst = max(abs(a[1] - b[1]) / max(1e-12, abs(b[1])) for a, b in pairs)
-        # 2. timing: alternate library and reference cycles, one warm-up each
-        times = {"library": [], "reference": []}
-        step = 2 * gen_every
-        for c in range(cycles + 1):
-            for name, fn, obj in (("library", library_cycle, trainer), ("reference", reference_cycle, ref)):
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                fn(obj, batches, step)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                if c > 0:
-                    times[name].append(time.perf_counter() - start)
-            step += gen_every
-        images = batch * gen_every
-        med = {k: statistics.median(v) for k, v in times.items()}
-        best = {k: min(v) for k, v in times.items()}  # the least disturbed cycle: robust to other jobs' load
-        return {"preset": preset, "device": str(dev), "batch": batch, "critic_steps_per_cycle": gen_every,
-                "cycles_timed": cycles, "images_per_cycle": images,
-                "library_images_per_s": images / med["library"], "reference_images_per_s": images / med["reference"],
-                "speedup_library_over_reference": med["reference"] / med["library"],
-                "library_images_per_s_best": images / best["library"],
-                "reference_images_per_s_best": images / best["reference"],
-                "speedup_best_cycles": best["reference"] / best["library"],
-                "cycle_seconds": {k: [round(t, 4) for t in v] for k, v in times.items()},
-                "losses_checked": len(pairs), "max_relative_loss_difference": worst,
-                "losses_identical": worst < 1e-4, "parameters": trainer.param_counts}
+        trainers = {name: make_trainer(preset, batch, gen_every, folder, *levers) for name, levers in variants.items()}
+        base = trainers["fp32 eager"]
+        for trainer in trainers.values():  # the same initial weights everywhere
+            for name, net in trainer.method.networks.items():
+                net.load_state_dict(base.method.networks[name].state_dict())
+            trainer.ema.module.load_state_dict(base.ema.module.state_dict())
+        samplers = {name: _sampler(t, t.cfg.train.precision, sample_batch) for name, t in trainers.items()}
+        exact = samplers["fp32 eager"]()
+        diffs = {name: float((fn() - exact).abs().max()) for name, fn in samplers.items()}  # same weights here
+        batches = [base.source.next_batch()[0] for _ in range(gen_every)]
+        # identical math in fp32: the library and the plain reference from the same weights and draws
+        reference = Reference(base)
+        lib, ref = library_cycle(base, batches, 0), reference.cycle(batches, 0)
+        worst = max(abs(a[1] - b[1]) / max(1e-12, abs(b[1])) for a, b in zip(lib, ref))
+        runners = {name: (lambda t=t: library_cycle(t, batches, t.step)) for name, t in trainers.items()}
+        runners["plain reference (fp32)"] = lambda: reference.cycle(batches, reference.trainer.step)
+        train = _alternate(runners, cycles, warm)
+        sample = _alternate(samplers, cycles, warm)
+    images = batch * gen_every
+    return {"preset": preset, "batch": batch, "critic_steps_per_cycle": gen_every, "cycles_timed": cycles,
+            "chosen": {"precision": chosen[0], "channels_last": chosen[1], "compile": chosen[2]},
+            "parameters": base.param_counts, "images_per_cycle": images,
+            "fp32_library_vs_reference_max_relative_loss_difference": worst,
+            "training": _summarise(train, "fp32 eager", images), "sampling_batch": sample_batch,
+            "sampling": _summarise(sample, "fp32 eager", sample_batch),
+            "sampling_max_abs_difference_vs_fp32": diffs}
 
 
-def profile(preset: str, batch: int, gen_every: int, device: str, rows: int = 12) -> dict:
-    """torch.profiler tables (self CPU time) of one library and one reference cycle."""
+def _alternate(runners: dict, cycles: int, warm: int) -> dict:
+    times = {name: [] for name in runners}
+    for _ in range(warm + cycles):
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _summarise(times: dict, baseline: str, images: int) -> dict:
+    out = {}
+    for name, ts in times.items():
+        steady = ts[-(len(ts) - 2):] if len(ts) > 2 else ts
+        med = statistics.median(steady)
+        out[name] = {"median_s": med, "fastest_s": min(steady), "images_per_s": images / med,
+                     "first_cycles_s": [round(t, 3) for t in ts[:2]],
+                     "compile_s": round(max(0.0, sum(ts[:2]) - 2 * med), 2)}
+    base = out[baseline]["median_s"]
+    for name in out:
+        out[name]["speedup_vs_fp32_eager"] = base / out[name]["median_s"]
+    return out
+
+
+def profile_cycles(preset: str, batch: int, gen_every: int, rows: int = 14) -> dict:
+    """torch.profiler tables (self CPU time) of one training cycle in fp32 eager and in the preset's settings."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     out = {}
     with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(preset, batch, gen_every, device, folder)
-        ref = Reference(trainer)
-        batches = [trainer.source.next_batch()[0].to(trainer.device) for _ in range(gen_every)]
-        library_cycle(trainer, batches, 0)
-        reference_cycle(ref, batches, 0)
-        for name, fn, obj in (("library", library_cycle, trainer), ("reference", reference_cycle, ref)):
+        for name, levers in (("fp32 eager", LEVERS["fp32 eager"]), ("chosen", preset_levers(preset))):
+            trainer = make_trainer(preset, batch, gen_every, folder, *levers)
+            batches = [trainer.source.next_batch()[0] for _ in range(gen_every)]
+            library_cycle(trainer, batches, 0)
             with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-                fn(obj, batches, gen_every)
+                library_cycle(trainer, batches, gen_every)
             out[name] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--preset", default="digits-smt")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--gen-every", type=int, default=5, help="K: critic steps per cycle")
-    parser.add_argument("--cycles", type=int, default=10)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true",
-                        help="batch 32, K=3, 20 timed cycles (seconds on 2 idle cores)")
-    parser.add_argument("--profile", action="store_true", help="add torch.profiler tables to the output")
-    parser.add_argument("--out", default=None, help="JSON file to write (a .md summary is written beside it)")
-    parser.add_argument("--summarise", default=None, help="only rewrite the .md summary of this JSON file")
-    args = parser.parse_args()
-    if args.summarise:
-        with open(args.summarise) as fh:
-            result = json.load(fh)
-        with open(os.path.splitext(args.summarise)[0] + ".md", "w") as fh:
-            fh.write(summary(result))
-        return 0
-    if args.quick:
-        args.batch, args.gen_every, args.cycles = 32, 3, 20
-    torch.manual_seed(0)
-    start, load_before = time.time(), os.getloadavg()[0]
-    result = run(args.preset, args.batch, args.gen_every, args.cycles, args.device)
-    result.update({"command": "PYTHONPATH=. python " + " ".join(sys.argv), "torch": torch.__version__,
-                   "python": platform.python_version(), "threads": torch.get_num_threads(),
-                   "cpu_count": os.cpu_count(), "wall_seconds": round(time.time() - start, 1),
-                   "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
-    if args.profile:
-        result["profile"] = profile(args.preset, args.batch, args.gen_every, args.device)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("profile", "cycle_seconds")}, indent=1))
-    if not result["losses_identical"]:
-        print("error: library and reference losses differ", file=sys.stderr)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=2)
-        with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
-            fh.write(summary(result))
-    return 0 if result["losses_identical"] else 1
+def onednn_kernels() -> list[str]:
+    """The oneDNN implementations a bf16 convolution forward and backward pick here (ONEDNN_VERBOSE)."""
+    code = ("import torch\nnet = torch.nn.Conv2d(32, 32, 3, padding=1)\nx = torch.randn(8, 32, 14, 14, requires_grad=True)\n"
+            "with torch.autocast('cpu', dtype=torch.bfloat16):\n    y = net(x)\ny.float().sum().backward()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**child_env(), "ONEDNN_VERBOSE": "1"}, timeout=120)
+    kinds = set()
+    for line in done.stdout.splitlines():
+        parts = line.split(",")
+        if line.startswith("onednn_verbose") and len(parts) > 6 and parts[3] in ("exec", "create:cache_miss"):
+            kinds.add(f"{parts[4]} {parts[5]} {parts[6]}".strip())
+    return sorted(kinds)
 
 
-def summary(r: dict) -> str:
-    lines = [f"# SMT cycle throughput: {r['preset']} networks, batch {r['batch']}, 1 generator + "
-             f"{r['critic_steps_per_cycle']} critic steps, {r['device']}", "",
-             f"Command: `{r['command']}` (torch {r['torch']}, {r['threads']} threads, {r['cpu_count']} CPUs).",
-             f"Load average (1 min) before / after: {' / '.join(map(str, r.get('load_average_1min', ['?'])))}. Library "
-             "and reference cycles alternate in one process, so other load hits both alike; the ratio is the",
-             "measurement, absolute images/s hold for this machine only.", "",
-             "| | images/s, median cycle | images/s, fastest cycle |", "|---|---|---|",
-             f"| scoremix | {r['library_images_per_s']:.1f} | {r['library_images_per_s_best']:.1f} |",
-             f"| plain reference (3 score calls, separate real/fake passes) | {r['reference_images_per_s']:.1f} | "
-             f"{r['reference_images_per_s_best']:.1f} |",
-             f"| ratio | {r['speedup_library_over_reference']:.2f}x | {r['speedup_best_cycles']:.2f}x |", "",
-             f"Losses of {r['losses_checked']} phases from the same weights, batches and draws: max relative "
-             f"difference {r['max_relative_loss_difference']:.2e} ({'identical' if r['losses_identical'] else 'DIFFERENT'}).",
-             ""]
-    if "profile" in r:
-        lines += ["torch.profiler, one cycle each (self CPU time; the full tables are in the JSON):", ""]
-        for name in ("library", "reference"):
-            table = r["profile"][name]
-            total = [ln for ln in table.splitlines() if ln.startswith("Self CPU time total")]
-            convs = [ln.split() for ln in table.splitlines() if ln.strip().startswith("aten::mkldnn_convolution")]
-            calls = f", {convs[0][-1]} convolution calls" if convs else ""
-            lines.append(f"- {name}: {total[0].split(': ')[1] if total else '?'}{calls}")
-        lines.append("")
+def markdown(result: dict) -> str:
+    lines = ["# CPU speed levers: SMT training cycle and one-step sampling", "",
+             f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, "
+             f"{result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}, {result['machine']['threads']} "
+             f"threads. Load average (1 min) before / after: {result['load_average_1min']}.", "",
+             "All variants in one process, same weights, batches and draws, cycles alternating; ratios are medians "
+             "against fp32 eager (the 0.1 path). `chosen` is the preset's own settings. Compile time is the first two "
+             "cycles' excess over the median.", ""]
+    for r in result["presets"]:
+        c = r["chosen"]
+        lines += [f"## {r['preset']} networks ({', '.join(f'{k} {v / 1e6:.2f}M' for k, v in r['parameters'].items())}), "
+                  f"batch {r['batch']}, 1 generator + {r['critic_steps_per_cycle']} critic steps; sampling batch "
+                  f"{r['sampling_batch']}", "",
+                  f"Chosen: precision {c['precision']}, channels_last {c['channels_last']}, compile {c['compile']}.", "",
+                  "| variant | training images/s | training vs fp32 eager | compile s | sampling images/s | "
+                  "sampling vs fp32 eager | sampling max abs diff vs fp32 |", "|---|---|---|---|---|---|---|"]
+        for name, t in r["training"].items():
+            s = r["sampling"].get(name)
+            samp = (f"{s['images_per_s']:.0f} | {s['speedup_vs_fp32_eager']:.2f}x | "
+                    f"{r['sampling_max_abs_difference_vs_fp32'][name]:.3g}") if s else "- | - | -"
+            lines.append(f"| {name} | {t['images_per_s']:.0f} | {t['speedup_vs_fp32_eager']:.2f}x | "
+                         f"{t['compile_s']:.1f} | {samp} |")
+        lines += ["", f"fp32 library vs plain reference losses: max relative difference "
+                      f"{r['fp32_library_vs_reference_max_relative_loss_difference']:.1e}.", ""]
+    lines += ["## Summary", "", f"- training, chosen vs fp32 eager: {result['speedup_vs_fp32_eager']}",
+              f"- sampling, chosen vs fp32 eager: {result['sampling_speedup_vs_fp32_eager']}",
+              f"- training, chosen vs the plain fp32 reference: {result['speedup_vs_plain_reference']}", ""]
+    if result.get("onednn_bf16_kernels"):
+        lines += ["oneDNN implementations of a bf16 convolution (forward, backward) here: "
+                  + "; ".join(f"`{k}`" for k in result["onednn_bf16_kernels"]), ""]
+    for preset, tables in result.get("profile", {}).items():
+        lines += [f"## Profile, {preset}: one training cycle (self CPU time)", ""]
+        for name, table in tables.items():
+            lines += [f"### {name}", "", "```", table.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", default="digits-smt,mnist-smt,mnist-smt-base")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--gen-every", type=int, default=3, help="K: critic steps per cycle")
+    parser.add_argument("--cycles", type=int, default=8)
+    parser.add_argument("--sample-batch", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="batch 32, K=3, 8 timed cycles")
+    parser.add_argument("--profile", action="store_true", help="add torch.profiler tables of the first preset")
+    parser.add_argument("--out", default=None, help="JSON file to write (a .md summary is written beside it)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.gen_every, args.cycles = 32, 3, 8
+    start, load_before = time.time(), os.getloadavg()[0]
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    runs = []
+    for preset in presets:
+        runs.append(measure(preset, args.batch, args.gen_every, args.cycles, args.sample_batch))
+        print(f"{preset}: " + ", ".join(f"{k} {v['speedup_vs_fp32_eager']:.2f}x" for k, v in runs[-1]["training"].items()),
+              flush=True)
+    chosen = {r["preset"]: r["training"]["chosen"]["median_s"] for r in runs}
+    result = {"command": "PYTHONPATH=. python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": machine(), "presets": runs,
+              "speedup_vs_fp32_eager": {r["preset"]: round(r["training"]["chosen"]["speedup_vs_fp32_eager"], 3)
+                                        for r in runs},
+              "sampling_speedup_vs_fp32_eager": {r["preset"]: round(r["sampling"]["chosen"]["speedup_vs_fp32_eager"], 3)
+                                                 for r in runs},
+              "speedup_vs_plain_reference": {r["preset"]: round(r["training"]["plain reference (fp32)"]["median_s"]
+                                                                / chosen[r["preset"]], 3) for r in runs},
+              "onednn_bf16_kernels": onednn_kernels()}
+    if args.profile:
+        result["profile"] = {presets[0]: profile_cycles(presets[0], args.batch, args.gen_every)}
+    result["wall_seconds"] = round(time.time() - start, 1)
+    result["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    if args.out:
+        write_json(args.out, result)
+        with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
+            fh.write(markdown(result))
+    print({k: result[k] for k in ("speedup_vs_fp32_eager", "sampling_speedup_vs_fp32_eager", "speedup_vs_plain_reference")})
+    return 0
 
 
 if __name__ == "__main__":
