@@ -45,83 +45,84 @@ class NetConfig:
     fourier_features: int = 0        # mlp: random Fourier features of the input (0: off)
     fourier_scale: float = 1.0       # mlp: std of their frequencies, in cycles per unit of the scaled input
     channels: int = 32               # unet/ddpmpp/adm: base channels
-    channel_mult: typing.List[int] = field(default_factory=lambda: [1, 2])
+    channel_mult: typing.List[int] = field(default_factory=lambda: [1, 2])  # unet/ddpmpp/adm: channel multiplier per resolution (len - 1 downsamplings)
     blocks: int = 1                  # residual blocks per resolution
     attention: typing.List[int] = field(default_factory=list)  # resolutions with self-attention
-    dropout: float = 0.0
-    label_dropout: float = 0.0
+    dropout: float = 0.0                  # dropout in the residual blocks
+    label_dropout: float = 0.0            # probability of dropping a sample's class label in training
     precond: str = "edm"             # preconditioning of the denoiser: edm | vp | ve (vp/ve: published EDM teachers)
 
 
 @dataclass
 class MethodConfig:
-    name: str = "smt"
+    name: str = "smt"                 # smt | smd | dmd | gan (the baseline) | edm (a diffusion model)
     gen_every: int = 5               # generator step every K-th iteration; score model every iteration
     score_alpha: str = "code"        # alpha sampler of the score model (see scoremix.alpha); code: D_1 error 20-40 % lower than paper on ring8 (benchmarks/results/critic_settings.md)
     gen_alpha: str = "uniform"       # alpha sampler of the generator
     gen_sigma_fraction: float = 0.96  # generator sigmas from the middle of the grid (indices 20..980)
     weighting: str = "adaptive"      # adaptive (Eq. 10) | dmd (Eq. 32) | none (Prop. 3.1)
     gan: bool = False                # GAN regulariser (Sec. 3.5, Eq. 11)
-    gan_gen_weight: float = 3e-3
-    gan_disc_weight: float = 1e-2
+    gan_gen_weight: float = 3e-3         # weight of the Eq. 11 GAN term in the generator loss
+    gan_disc_weight: float = 1e-2        # weight of the discriminator loss in the critic loss
     gan_offset: bool = True          # the log(alpha/(1-alpha)) offset of Eq. 11
     gan_disc_alpha: str = "half"     # discriminator class weights: half (balanced, optimum l = log p_t/q_t) | score (the score model's alpha draws)
-    head_hidden: int = 64            # discriminator head width
+    head_hidden: int = 64            # discriminator head width (method.head=small)
+    head: str = "small"              # smd/dmd head on D_fake's bottleneck: small | paper (docs/distillation.md)
     warmup_steps: int = 0            # generator denoising warm-up iterations before SMT (App. E.1)
     warmup_sigma: str = "grid"       # warm-up noise levels: grid (all of them) | generator (only the generator's)
     critic_warmup_steps: int = 0     # then critic-only iterations before the first generator SMT step
     disc_noise: str = "none"         # gan baseline: the discriminator sees clean data (none) or data noised at grid sigmas (grid)
     r1_gamma: float = 0.0            # gan baseline: R1 penalty weight on real data (0: off)
-    # smd | dmd (distillation, Sec. 4). score_alpha/gen_alpha, gen_every, gan* and head_hidden apply too;
+    # smd | dmd (distillation, Sec. 4). score_alpha/gen_alpha, gen_every, gan*, head and head_hidden apply too;
     # warmup_steps regress the generator onto the teacher at its noise level (for teachers without weights)
-    teacher: typing.Optional[str] = None  # frozen teacher: diffusion run folder/state-*.pt/.safetensors, EDM .pkl, diffusers folder, or analytic
+    teacher: typing.Optional[str] = None  # frozen teacher: diffusion run folder/state-*.pt/.safetensors, EDM .pkl, or analytic
     teacher_dtype: str = "fp32"      # fp32 | bf16: hold the (network) teacher in bfloat16 to halve its memory
     teacher_sha256: typing.Optional[str] = None  # filled in at the start of a run; a resumed run refuses another teacher
-    smd_joint_features: bool = False  # smd: the mixture loss also trains D_fake's backbone (released code: head only)
+    smd_joint_features: bool = True  # smd: the mixture loss also trains D_fake's encoder (released --joint_training)
     p_mean: float = -1.2             # edm: training sigmas are log-normal, ln sigma ~ N(p_mean, p_std^2) (EDM Table 1)
     p_std: float = 1.2               # edm: std of ln sigma
-    critic_eval_in_gen: bool = True  # generator step: D_0, D_alpha, D_1 with the critic in eval mode (no dropout masks)
+    critic_eval_in_gen: bool = True  # generator step: the critic (SMT's D_0/D_alpha/D_1, SMD/DMD's D_fake) in eval mode
 
 
 @dataclass
 class NoiseConfig:
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
+    sigma_min: float = 0.002             # smallest sigma of the Karras grid
+    sigma_max: float = 80.0              # largest sigma of the grid; the generator runs there unless generator_sigma is set
     generator_sigma: typing.Optional[float] = None  # sigma at which the generator D(sigma z; sigma) runs (None: sigma_max)
-    rho: float = 7.0
-    grid: int = 1000
+    rho: float = 7.0                     # Karras grid exponent
+    grid: int = 1000                     # number of sigmas in the grid
 
 
 @dataclass
 class OptimConfig:
-    lr_gen: float = 1e-4
-    lr_score: float = 5e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 0.01
+    lr_gen: float = 1e-4                 # generator learning rate
+    lr_score: float = 5e-4               # critic / score network / diffusion denoiser learning rate
+    beta1: float = 0.9                   # AdamW beta1
+    beta2: float = 0.999                 # AdamW beta2
+    weight_decay: float = 0.01           # AdamW weight decay
     grad_clip: float = 10.0          # 0 disables
     lr_warmup: int = 500             # optimiser steps of linear LR warm-up
     gen_schedule: str = "constant"   # constant | cosine
-    score_schedule: str = "constant"
+    score_schedule: str = "constant"     # constant | cosine (the critic's or denoiser's learning rate)
 
 
 @dataclass
 class TrainConfig:
     steps: int = 2000                # iterations (score-model steps)
-    seed: int = 0
+    seed: int = 0                        # seeds the initial weights, the noise draws and the data order
     ema: float = 0.999               # EMA decay of the generator (0 disables)
-    log_every: int = 100
+    log_every: int = 100                 # iterations between stats.jsonl lines
     sample_every: int = 500          # sample pictures (0: only at the end)
     ckpt_every: int = 1000           # training-state checkpoints (0: only at the end)
     keep_last: int = 3               # checkpoints kept (plus every keep_every-th if > 0)
-    keep_every: int = 0
+    keep_every: int = 0                   # also keep every checkpoint whose step is a multiple of this (0: none)
     eval_every: int = 0              # metrics during training (0: only at the end)
     device: str = "auto"             # auto | cpu | cuda
     precision: str = "fp32"          # fp32 | bf16 (autocast on GPU, fp32 master weights)
-    channels_last: bool = False
+    channels_last: bool = False          # channels-last memory format for image networks
     nonfinite: str = "skip"          # skip | stop: what a non-finite loss or gradient does
     max_skips: int = 20              # consecutive skipped steps before the run stops
-    tensorboard: bool = False
+    tensorboard: bool = False            # also log scalars to RUN/tb (needs the tensorboard extra)
     progress: str = "auto"           # auto (bar on a terminal, lines otherwise) | bar | lines | off
     progress_every: float = 30.0     # seconds between progress lines (progress=lines, or auto without a terminal)
     batch_gpu: int = 0               # per-process micro-batch; data.batch_size is reached by gradient accumulation (0: no accumulation)
@@ -132,13 +133,21 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     samples: int = 10000             # generated samples for metrics
-    knn_k: int = 3
+    knn_k: int = 3                       # k of the k-NN precision / recall
     heun_steps: int = 18             # diffusion runs (method.name=edm): Heun steps of samples and metrics (2N-1 evaluations)
 
 
 @dataclass
+class LogConfig:
+    wandb: bool = False              # log scalars, sample pictures and the config to Weights & Biases ([wandb] extra)
+    wandb_project: str = "scoremix"  # W&B project of the run
+    wandb_name: typing.Optional[str] = None  # W&B run name (None: the run folder's name)
+    wandb_mode: typing.Optional[str] = None  # online | offline | disabled (None: $WANDB_MODE, else online)
+
+
+@dataclass
 class Config:
-    name: str = "custom"
+    name: str = "custom"                 # run name; the default run folder is runs/<name>-<time>
     data: DataConfig = field(default_factory=DataConfig)
     generator: NetConfig = field(default_factory=NetConfig)
     score: NetConfig = field(default_factory=NetConfig)
@@ -147,6 +156,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -372,6 +382,11 @@ def validate(cfg: Config) -> None:
     _check(m.disc_noise in ("none", "grid"), f"method.disc_noise='{m.disc_noise}' is unknown; use none or grid")
     _check(m.r1_gamma >= 0, "method.r1_gamma must be >= 0")
     _check(m.teacher_dtype in ("fp32", "bf16"), f"method.teacher_dtype='{m.teacher_dtype}': use fp32 or bf16")
+    _check(m.head in ("small", "paper"), f"method.head='{m.head}' is unknown; use small or paper")
+    _check(m.head == "small" or m.name in ("smd", "dmd"),
+           f"method.head=paper is the distillation head (smd, dmd); method.name={m.name} uses method.head=small")
+    _check(m.head == "small" or cfg.score.arch != "mlp",
+           "method.head=paper is a convolutional head for image bottlenecks; vector data uses method.head=small")
     _check(not (m.name in ("smd", "dmd") and m.teacher and str(m.teacher).startswith("analytic")
                 and d.source not in _TOY_SOURCES),
            f"method.teacher={m.teacher} exists only for the 2-D toys ({', '.join(_TOY_SOURCES)}); images need a "
@@ -424,3 +439,6 @@ def validate(cfg: Config) -> None:
            f"data.workers is for image datasets; data.source={d.source} draws its samples in the training process")
     _check(cfg.eval.samples >= 10 and cfg.eval.knn_k >= 1, "eval.samples must be >= 10 and eval.knn_k >= 1")
     _check(cfg.eval.heun_steps >= 1, f"eval.heun_steps must be >= 1, got {cfg.eval.heun_steps}")
+    _check(cfg.log.wandb_mode in (None, "online", "offline", "disabled"),
+           f"log.wandb_mode='{cfg.log.wandb_mode}' is unknown; use online, offline or disabled")
+    _check(bool(str(cfg.log.wandb_project).strip()), "log.wandb_project must not be empty")

@@ -144,3 +144,38 @@ def test_beta_schedules_match_diffusers(schedule):
     scheduler = diffusers.DDPMScheduler(beta_schedule=schedule)
     assert torch.allclose(ours, scheduler.betas, rtol=1e-6, atol=0)
     assert np.allclose(ddpm_alphas_cumprod(ours), scheduler.alphas_cumprod.double().numpy(), rtol=1e-6, atol=0)
+
+
+def test_center_input_sample_is_refused_in_one_line(tmp_path):
+    from scoremix.teachers.diffusers_unet import load_diffusers_unet
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+                                 center_input_sample=True)
+    folder, _ = _save(tmp_path, unet, "unet")
+    with pytest.raises(TeacherError, match="center_input_sample=true") as err:
+        load_diffusers_unet(folder)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("preset", ["mnist-smd", "mnist-dmd"])
+def test_distilling_a_diffusers_teacher_is_refused_in_one_line(tmp_path, capsys, preset):
+    """The README's former example (c): SMD/DMD students are rebuilt from the run's config for checkpoints and
+    `scoremix sample`, which no UNet2DModel is, so the run is refused before anything is written."""
+    from scoremix.cli import main
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    folder, _ = _save(tmp_path / "unet-folder", unet, "pipeline")
+    out = tmp_path / "student"
+    code = main(["train", "--config", preset, f"method.teacher={folder}", "data.resolution=32", "--out", str(out),
+                 "steps=1", "progress=false"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "diffusers UNet2DModel" in err and "mnist-edm" in err and "EDM .pkl" in err
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())

@@ -313,6 +313,100 @@ def test_plain_pickle_load_of_the_same_file_would_have_run_the_embedded_code(tmp
     marker.unlink()
 
 
+def _probe_module(monkeypatch, marker):
+    """An importable module whose `touch()` creates the marker file: what an EXT opcode would call."""
+    module = types.ModuleType("scoremix_ext_probe")
+
+    def touch(*args):
+        marker.write_text("an extension-registry callable ran")
+
+    touch.__module__, touch.__qualname__ = "scoremix_ext_probe", "touch"
+    module.touch = touch
+    monkeypatch.setitem(sys.modules, "scoremix_ext_probe", module)
+
+
+@pytest.mark.parametrize("opcode, code", [(pickle.EXT1, 241), (pickle.EXT2, 0xF1F1), (pickle.EXT4, 0x7F00F1F1)])
+def test_ext_opcodes_are_refused_even_when_copyregs_cache_holds_the_callable(tmp_path, monkeypatch, marker, opcode,
+                                                                            code):
+    """EXT1/EXT2/EXT4 push copyreg's cached extension objects without asking find_class: once any earlier
+    unpickling in the process has resolved the code, an allow-list in find_class alone is bypassed."""
+    import copyreg
+    import struct
+
+    from scoremix.teachers.safe_pickle import safe_load
+
+    _probe_module(monkeypatch, marker)
+    width = {pickle.EXT1: "<B", pickle.EXT2: "<H", pickle.EXT4: "<i"}[opcode]
+    ext = opcode + struct.pack(width, code)
+    copyreg.add_extension("scoremix_ext_probe", "touch", code)
+    try:
+        assert pickle.loads(pickle.PROTO + b"\x02" + ext + pickle.STOP) is sys.modules["scoremix_ext_probe"].touch
+        path = tmp_path / "ext.pkl"  # touch() called through the cached extension
+        path.write_bytes(pickle.PROTO + b"\x02" + ext + pickle.EMPTY_TUPLE + pickle.REDUCE + pickle.STOP)
+        with pytest.raises(TeacherError, match="EXT1/EXT2/EXT4") as err:
+            safe_load(str(path))
+        assert "\n" not in str(err.value) and "refused" in str(err.value)
+    finally:
+        copyreg.remove_extension("scoremix_ext_probe", "touch", code)
+    # `marker` fixture: touch() never ran
+
+
+@pytest.mark.parametrize("state", ["dict", "slots"])
+def test_build_on_an_allowed_function_is_refused(tmp_path, state):
+    """BUILD would set attributes on one of the loader's own rebuild functions (process-wide, e.g. its
+    __kwdefaults__); only recorded network objects and containers take state."""
+    from scoremix.teachers import safe_pickle
+
+    def text(value: str) -> bytes:
+        return pickle.SHORT_BINUNICODE + bytes([len(value)]) + value.encode()
+
+    function = pickle.GLOBAL + b"torch._utils\n_rebuild_tensor_v2\n"
+    if state == "dict":
+        payload = pickle.EMPTY_DICT + text("planted") + pickle.NEWTRUE + pickle.SETITEM
+    else:  # (None, {"__kwdefaults__": {"metadata": "planted"}}): setattr on the function
+        inner = pickle.EMPTY_DICT + text("metadata") + text("planted") + pickle.SETITEM
+        payload = pickle.NONE + pickle.EMPTY_DICT + text("__kwdefaults__") + inner + pickle.SETITEM + pickle.TUPLE2
+    path = tmp_path / "build.pkl"
+    path.write_bytes(pickle.PROTO + b"\x02" + function + payload + pickle.BUILD + pickle.STOP)
+    kwdefaults = safe_pickle._rebuild_tensor.__kwdefaults__
+    try:
+        with pytest.raises(TeacherError, match="BUILD") as err:
+            safe_pickle.safe_load(str(path))
+        assert "\n" not in str(err.value) and "function" in str(err.value)
+        assert not hasattr(safe_pickle._rebuild_tensor, "planted")
+        assert safe_pickle._rebuild_tensor.__kwdefaults__ == kwdefaults
+    finally:
+        safe_pickle._rebuild_tensor.__dict__.pop("planted", None)
+        safe_pickle._rebuild_tensor.__kwdefaults__ = kwdefaults
+
+
+def test_torch_floor_is_declared_and_checked(tmp_path, monkeypatch):
+    """torch < 2.10 has published flaws in the weights_only loader that reads the storages: pyproject.toml
+    requires 2.10 and the loader refuses an older torch before reading anything."""
+    import re
+    import tomllib
+
+    from scoremix.teachers import safe_pickle
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    (torch_dep,) = [d for d in deps if re.match(r"torch\b", d)]
+    floor = re.fullmatch(r"torch>=(\d+)\.(\d+)", torch_dep.replace(" ", ""))
+    assert floor and tuple(map(int, floor.groups())) == safe_pickle.MIN_TORCH >= (2, 10)
+
+    path = write_edm_pickle(tmp_path / "edm.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
+                            DDPM_ARGS, VP_STATE)
+    for old in ("2.5.1", "2.9.1+cu128", "2.10.0a0"):
+        monkeypatch.setattr(torch, "__version__", old)
+        with pytest.raises(TeacherError, match=r"install torch>=2\.10") as err:
+            safe_pickle.safe_load(str(path))
+        assert old in str(err.value) and "\n" not in str(err.value)
+    for ok in ("2.10.0", "2.13.0+cpu"):
+        monkeypatch.setattr(torch, "__version__", ok)
+        assert isinstance(safe_pickle.safe_load(str(path)), dict)
+
+
 def test_shape_mismatch_is_refused_with_the_parameter_name(tmp_path, monkeypatch):
     from scoremix.teachers.edm_pickle import load_edm_pickle
 

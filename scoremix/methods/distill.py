@@ -8,20 +8,27 @@ The teacher is held outside `networks`: it is never in an optimiser, never saved
 resumed run reloads it from method.teacher and checks method.teacher_sha256), and runs without gradients,
 in bf16 when method.teacher_dtype=bf16.
 
-Initialisation (method.md section 7):
-  network teacher   D_fake is a trainable copy of the teacher; the generator is built from the teacher's
-                    network settings (written into cfg.generator and cfg.score, so `scoremix sample/eval`
-                    rebuild it) and takes the teacher's backbone weights, i.e. starts as the teacher
-                    evaluated at sigma_g = noise.generator_sigma or sigma_max; a probe checks that it does.
+Initialisation (method.md sections 7-8):
+  network teacher   generator and D_fake are built from the teacher's network settings with dropout 0 and
+                    label dropout 0 (as the released code and DMD2 build them; a teacher's 0.13 / 0.10 is not
+                    carried over), written into cfg.generator and cfg.score so that `scoremix sample/eval` and
+                    a resumed run rebuild them, and both take the teacher's backbone weights: D_fake starts as
+                    the teacher, the generator as the teacher evaluated at sigma_g = noise.generator_sigma or
+                    sigma_max. Probes check both, so the generator direction is exactly 0 before the first
+                    critic step. A diffusers UNet2DModel teacher is refused: no scoremix network takes its
+                    weights, so its students could not be rebuilt for sampling (docs/distillation.md).
   analytic teacher  no weights to copy: generator and D_fake are the config's networks with their random
                     initialisation; method.warmup_steps regress the generator onto the teacher at sigma_g
                     (g(z) -> D_p(sigma_g z; sigma_g), the analytic counterpart of copying the teacher), and
                     method.critic_warmup_steps train D_fake (and the head) before the first generator step.
+
+The head on D_fake's bottleneck is method.head: small (method.head_hidden wide) or paper (the released
+code's, scoremix.nets.heads.PaperHead). In the generator step the critic runs in eval mode
+(method.critic_eval_in_gen).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 
@@ -30,12 +37,12 @@ from torch import nn
 
 from ..alpha import make_alpha_sampler
 from ..errors import ConfigError, TeacherError
-from ..nets.build import build_backbone, build_generator, build_head
+from ..nets.build import build_backbone, build_denoiser, build_generator, build_head
 from ..noise import SigmaGrid
 from ..objectives.diffusion import per_sample_mse
 from ..precond import Denoiser
 from .base import Method
-from .smt import SMT
+from .smt import SMT, eval_mode
 
 
 class DistillCritic(nn.Module):
@@ -74,8 +81,8 @@ def teacher_sha256(teacher: nn.Module) -> str | None:
 
 def _missing_teacher(name: str) -> ConfigError:
     return ConfigError(f"method.name={name} distils a frozen teacher: set method.teacher=PATH to a diffusion run "
-                       "of this library (train one with `scoremix train --config mnist-edm`), an EDM .pkl or a "
-                       "diffusers UNet2DModel folder, or method.teacher=analytic on the 2-D toys")
+                       "of this library (train one with `scoremix train --config mnist-edm`) or an EDM .pkl, or "
+                       "method.teacher=analytic on the 2-D toys")
 
 
 def apply_net_config(section, net_config: dict, **force) -> None:
@@ -124,7 +131,7 @@ class DistillationMethod(Method):
         else:
             generator, fake = self._networks_from_teacher(teacher, info)
         self.sigma_data = cfg.data.sigma_data
-        head = build_head(fake.backbone, m.head_hidden) if (self.needs_head or m.gan) else None
+        head = build_head(fake.backbone, m.head_hidden, m.head) if (self.needs_head or m.gan) else None
         self.networks = {"generator": generator, "critic": DistillCritic(fake, head)}
         self.train_networks = dict(self.networks)
 
@@ -152,22 +159,32 @@ class DistillationMethod(Method):
 
     def _networks_from_teacher(self, teacher: nn.Module, info: dict):
         cfg = self.cfg
+        if info.get("kind") == "diffusers":
+            raise TeacherError(f"method.teacher={cfg.method.teacher} is a diffusers UNet2DModel, which SMD/DMD cannot "
+                               "distil: its students would be UNet2DModels that no scoremix config rebuilds for "
+                               "checkpoints and `scoremix sample`; distil a scoremix diffusion run (scoremix train "
+                               "--config mnist-edm) or an EDM .pkl instead (docs/distillation.md)")
         net_config = info.get("net_config")
         if not isinstance(net_config, dict) or not hasattr(teacher, "backbone"):
             raise TeacherError("the teacher is a network but carries no info['net_config'] or .backbone, so no "
                                "generator can be built from it; load it with scoremix.load_teacher")
+        # dropout 0 for the students (method.md section 8): D_fake must equal the teacher at the start
         apply_net_config(cfg.generator, net_config, dropout=0.0, label_dropout=0.0)
-        apply_net_config(cfg.score, net_config)
+        apply_net_config(cfg.score, net_config, dropout=0.0, label_dropout=0.0)
         if info.get("sigma_data"):
             cfg.data.sigma_data = float(info["sigma_data"])
-        fake = copy.deepcopy(teacher).requires_grad_(True).train()
         generator = build_generator(cfg, self.data_shape, self.num_classes)
-        try:
-            generator.denoiser.backbone.load_state_dict(teacher.backbone.state_dict())
-        except RuntimeError as err:
-            raise TeacherError("the generator built from the teacher's network settings does not take its weights "
-                               f"({str(err).splitlines()[0][:160]})") from None
+        fake = build_denoiser(build_backbone(cfg.score, self.data_shape, self.num_classes), cfg.score,
+                              cfg.data.sigma_data)
+        weights = teacher.backbone.state_dict()
+        for name, backbone in (("generator", generator.denoiser.backbone), ("fake denoiser", fake.backbone)):
+            try:
+                backbone.load_state_dict(weights)
+            except RuntimeError as err:
+                raise TeacherError(f"the {name} built from the teacher's network settings does not take its "
+                                   f"weights ({str(err).splitlines()[0][:160]})") from None
         self._probe_generator(generator, teacher)
+        self._probe_fake(fake, teacher)
         return generator, fake
 
     @torch.no_grad()
@@ -178,16 +195,31 @@ class DistillationMethod(Method):
         rng = torch.Generator().manual_seed(0)
         z = torch.randn(2, *self.data_shape, generator=rng)
         labels = torch.arange(2) % self.num_classes if self.num_classes else None
-        was = generator.training
-        generator.eval()
-        got = generator(z, labels=labels)
-        generator.train(was)
+        with eval_mode(generator):
+            got = generator(z, labels=labels)
         want = teacher(generator.sigma_max * z, torch.full((2,), generator.sigma_max), labels=labels)
         if not torch.allclose(got, want.float(), rtol=1e-4, atol=1e-4 * float(want.abs().max()) + 1e-6):
             raise TeacherError("the generator rebuilt from the teacher's settings does not reproduce the teacher at "
                                f"sigma {generator.sigma_max:g} (max difference {float((got - want).abs().max()):.3g}): "
                                f"its preconditioning ({self.teacher_info.get('precond')}) is not one this library's "
                                "generator builds")
+
+    @torch.no_grad()
+    def _probe_fake(self, fake, teacher) -> None:
+        """D_fake must start as the teacher itself (eval mode), at a low, a middle and a high noise level."""
+        if next(teacher.parameters()).device.type == "meta":
+            return
+        rng = torch.Generator().manual_seed(1)
+        sigma = torch.tensor([0.05, 1.0, 20.0])
+        x = torch.randn(3, *self.data_shape, generator=rng) * sigma.reshape(-1, *[1] * len(self.data_shape))
+        labels = torch.arange(3) % self.num_classes if self.num_classes else None
+        with eval_mode(fake):
+            got = fake(x, sigma, labels=labels)
+        want = teacher(x, sigma, labels=labels).float()
+        if not torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()) + 1e-6):
+            raise TeacherError("the fake denoiser rebuilt from the teacher's settings does not reproduce the teacher "
+                               f"(max difference {float((got - want).abs().max()):.3g}): its preconditioning "
+                               f"({self.teacher_info.get('precond')}) is not one this library builds")
 
     @torch.no_grad()
     def teacher_denoise(self, x, sigma, labels=None) -> torch.Tensor:

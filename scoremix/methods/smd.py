@@ -10,6 +10,7 @@ from ..objectives.diffusion import add_noise
 from ..objectives.dmd import fake_score_loss
 from ..objectives.smt import surrogate_loss
 from .distill import DistillationMethod, repeat_labels
+from .smt import eval_mode
 
 
 class SMD(DistillationMethod):
@@ -17,7 +18,8 @@ class SMD(DistillationMethod):
 
     def _generator_loss(self, n, device):
         """Eq. 15 (+ the GAN term of Eq. 11 with the density-ratio head when method.gan is on), at one
-        x_t = g(z) + sigma eps with sigma from the middle of the grid and alpha from method.gen_alpha."""
+        x_t = g(z) + sigma eps with sigma from the middle of the grid and alpha from method.gen_alpha (the
+        released code evaluates both terms at this one x_t). The critic runs in eval mode."""
         m = self.cfg.method
         labels = self.draw_labels(n, device)
         z = torch.randn(n, *self.data_shape).to(device)
@@ -30,12 +32,13 @@ class SMD(DistillationMethod):
         d_teacher = self.teacher_denoise(x_t, sigma, labels)
         critic = self.networks["critic"]
         use_gan = m.gan and m.gan_gen_weight > 0
-        if use_gan:  # x_t again, now carrying the generator's gradient into the head's logit
-            x_t = x + sigma.reshape(-1, *([1] * (x.ndim - 1))) * noise
-            d_fake, logit = critic(x_t, sigma, labels, with_logits=True)
-        else:
-            with torch.no_grad():
+        with eval_mode(critic, enabled=m.critic_eval_in_gen):
+            if use_gan:  # x_t again, now carrying the generator's gradient into the head's logit
+                x_t = x + sigma.reshape(-1, *([1] * (x.ndim - 1))) * noise
                 d_fake, logit = critic(x_t, sigma, labels, with_logits=True)
+            else:
+                with torch.no_grad():
+                    d_fake, logit = critic(x_t, sigma, labels, with_logits=True)
         grad = smd.generator_direction(x.detach(), d_fake.detach(), d_teacher, logit.detach(), alpha)
         loss = surrogate_loss(x, grad)
         stats = {"loss_gen": loss.detach(), "gen_grad_rms": grad.pow(2).mean().sqrt().detach(),
@@ -49,8 +52,9 @@ class SMD(DistillationMethod):
     def _critic_loss(self, x_real, labels):
         """Released code's critic step: (a) plain EDM DSM of D_fake on detached fakes, plus (b) the mixture
         loss (Eq. 14) of the interpolated denoiser on reals and fakes at one sigma, one alpha (from
-        method.score_alpha) and one noise draw per pair; (b) trains the head (and D_fake's backbone only
-        with method.smd_joint_features)."""
+        method.score_alpha) and one noise draw per pair; (b) trains the head, and with
+        method.smd_joint_features (the released --joint_training, on by default) also D_fake's encoder
+        through the bottleneck features; D_fake's outputs in (b) are detached targets and mixands."""
         m = self.cfg.method
         n, device = x_real.shape[0], x_real.device
         x_fake = self._fakes(n, labels, device)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
+from .heads import PaperHead
 from .mlp import MLPBackbone, MLPHead
 from .unet import ConvHead, SmallUNet
 
@@ -54,8 +56,19 @@ def build_denoiser(backbone: nn.Module, net_cfg, sigma_data: float, alpha_input:
     return make_denoiser(backbone, sigma_data, getattr(net_cfg, "precond", "edm"), alpha_input=alpha_input)
 
 
-def build_head(backbone: nn.Module, hidden: int) -> nn.Module:
-    """Discriminator head on the backbone's bottleneck features."""
+HEADS = ("small", "paper")
+
+
+def build_head(backbone: nn.Module, hidden: int, kind: str = "small") -> nn.Module:
+    """Logit head on the backbone's bottleneck features (scoremix.nets.heads): `small` (width `hidden`) or
+    `paper` (the released code's strided head at the bottleneck's own width; image backbones only)."""
+    if kind not in HEADS:
+        raise ConfigError(f"method.head={kind!r} is unknown; use small or paper")
+    if kind == "paper":
+        if isinstance(backbone, MLPBackbone):
+            raise ConfigError("method.head=paper is a convolutional head for image bottlenecks; vector data "
+                              "(arch=mlp) uses method.head=small")
+        return PaperHead(backbone.bottleneck_channels)
     if isinstance(backbone, MLPBackbone):
         return MLPHead(backbone.bottleneck_channels, hidden)
     return ConvHead(backbone.bottleneck_channels, hidden)

@@ -18,9 +18,15 @@ Conversion to D(x; sigma) on x = y + sigma n (images in [-1, 1], EDM's conventio
     sample             D = the network output
 `return_features=True` also returns the output of the UNet's middle block (the bottleneck).
 
-`info["net_config"]` is None: a diffusers network has no scoremix NetConfig, so a method that rebuilds a
-network from the config (the SMD generator saved for sampling) must use a scoremix architecture for its
-students; deep-copying the teacher module itself works.
+`info["net_config"]` is None: a diffusers network has no scoremix NetConfig. SMD and DMD build their
+students from the teacher's network settings and rebuild the generator from the run's config for
+checkpoints and `scoremix sample`, so they refuse a diffusers teacher (scoremix.methods.distill); such a
+teacher serves `scoremix teacher inspect` and Python code (a frozen D(x, sigma), e.g. inside
+scoremix.solvers.HeunSampler).
+
+Refused: score-SDE time embeddings, class embeddings other than integer labels, and
+`center_input_sample=True` (the UNet maps its input s to 2 s - 1, i.e. expects images in [0, 1]; which data
+scale it was trained on is not recorded, so no conversion from EDM's [-1, 1] can be known to be right).
 """
 
 from __future__ import annotations
@@ -161,6 +167,10 @@ def load_diffusers_unet(path: str, device="cpu") -> DiffusersDenoiser:
     if unet_cfg.get("time_embedding_type", "positional") != "positional":
         _fail(path, f"time_embedding_type={unet_cfg['time_embedding_type']!r} (score-SDE style) is not supported; "
                     "only positional timestep embeddings of DDPM-family models")
+    if unet_cfg.get("center_input_sample"):
+        _fail(path, "center_input_sample=true (the UNet rescales its input as for images in [0, 1]) is not "
+                    "supported: the data scale it was trained on is not recorded, so EDM's [-1, 1] inputs "
+                    "cannot be converted reliably")
     if unet_cfg.get("class_embed_type") not in (None,):
         _fail(path, f"class_embed_type={unet_cfg['class_embed_type']!r} is not supported (only integer class "
                     "embeddings, num_class_embeds)")
@@ -171,7 +181,7 @@ def load_diffusers_unet(path: str, device="cpu") -> DiffusersDenoiser:
     alphas_cumprod = _alphas_cumprod(path, sched_cfg)
     try:
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True,
-                                           torch_dtype=torch.float32)
+                                           torch_dtype=torch.float32, low_cpu_mem_usage=False)
     except (OSError, ValueError, EnvironmentError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _fail(path, f"cannot load the UNet2DModel weights from safetensors ({first})")

@@ -1,12 +1,21 @@
 """A pickle reader that runs no code from the file: it rebuilds tensors, plain containers and numbers, and
 records EDM's persistent objects (`torch_utils.persistence`) as inert placeholders.
 
-Why this is safe. Unpickling can only call what `find_class` hands back (GLOBAL, STACK_GLOBAL and EXT
-opcodes all go through it), so `find_class` below returns nothing but callables written here: tensor and
-storage rebuilders that check their arguments, a number rebuilder for numpy scalars, `OrderedDict`, and
-recording placeholders. Every other name (`os.system`, `builtins.exec`, `subprocess.Popen`, EDM's
-`torch_utils.persistence._src_to_module`, ...) is refused before anything is called. Storage bytes are
-read with `torch.load(weights_only=True)`, torch's own code-free loader.
+Why this is safe. Unpickling can only call what `find_class` hands back (GLOBAL and STACK_GLOBAL go
+through it), so `find_class` below returns nothing but callables written here: tensor and storage
+rebuilders that check their arguments, a number rebuilder for numpy scalars, `OrderedDict`, and recording
+placeholders. Every other name (`os.system`, `builtins.exec`, `subprocess.Popen`, EDM's
+`torch_utils.persistence._src_to_module`, ...) is refused before anything is called. Two opcodes reach
+objects without `find_class` and are handled here (the reader is Python's pure-Python unpickler with its
+dispatch table amended):
+  EXT1 / EXT2 / EXT4  take a callable from copyreg's process-wide extension cache, filled by any earlier
+                      unpickling in the process: refused outright (EDM's files do not use them);
+  BUILD               sets state on the object below it: allowed only on the recorded placeholders,
+                      `OrderedDict`s, and (as a no-op, with empty state) tensors; BUILD on anything else,
+                      e.g. one of the allowed functions, is refused.
+Storage bytes are read with `torch.load(weights_only=True)`, torch's own code-free loader, which needs
+torch >= 2.10 (`MIN_TORCH`): older versions have published flaws in that loader (CVE-2025-32434, remote
+code execution below 2.6, and a memory-corruption advisory below 2.10). `safe_load` refuses to run on them.
 
 What EDM's files hold (NVlabs/edm, torch_utils/persistence.py): a persistent object pickles as
 `_reconstruct_persistent_obj(meta)` with meta = dict(type='class', version, module_src, class_name, state);
@@ -23,8 +32,21 @@ import pickle
 
 import numpy as np
 import torch
+from torch.torch_version import TorchVersion
 
 from ..errors import TeacherError
+
+MIN_TORCH = (2, 10)  # the floor in pyproject.toml; tests/test_teacher_edm_pickle.py checks that they agree
+
+
+def check_torch_version(version: str | None = None) -> None:
+    """Refuse a torch whose weights_only loader has known flaws (see the module docstring)."""
+    version = str(torch.__version__ if version is None else version)
+    if TorchVersion(version) < MIN_TORCH:
+        floor = ".".join(map(str, MIN_TORCH))
+        raise TeacherError(f"torch {version} is too old to read EDM pickles safely: its weights_only loader has "
+                           f"published flaws (CVE-2025-32434 below 2.6, memory corruption below {floor}); "
+                           f"install torch>={floor}")
 
 
 class PersistentRecord:
@@ -195,8 +217,18 @@ class RefusedGlobal(TeacherError):
     """The pickle names a callable outside the allow-list."""
 
 
-class SafeUnpickler(pickle.Unpickler):
-    """pickle.Unpickler whose find_class hands out only the allow-listed rebuilders above."""
+class RefusedOpcode(TeacherError):
+    """The pickle uses an opcode that could reach objects outside the allow-list."""
+
+
+_BUILD_TARGETS = (RecordedObject, RecordedDict, RecordedDtype, collections.OrderedDict)
+
+
+class SafeUnpickler(pickle._Unpickler):
+    """Python's pure-Python unpickler whose find_class hands out only the allow-listed rebuilders above, with
+    the EXT opcodes refused and BUILD restricted (module docstring)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
         found = _ALLOWED.get((module, name))
@@ -207,16 +239,43 @@ class SafeUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         raise pickle.UnpicklingError("persistent ids are not used by EDM network pickles")
 
+    def _refuse_extension(self):
+        raise RefusedOpcode("it uses the EXT1/EXT2/EXT4 opcodes, which take objects from copyreg's extension "
+                            "registry without the allow-list")
+
+    def _checked_build(self):
+        if len(self.stack) < 2:
+            raise pickle.UnpicklingError("BUILD with nothing to build")
+        state, target = self.stack[-1], self.stack[-2]
+        if isinstance(target, torch.Tensor):
+            if state:
+                raise RefusedOpcode("it sets state on a tensor (BUILD), which EDM network pickles never do")
+            self.stack.pop()
+            return
+        if not isinstance(target, _BUILD_TARGETS):
+            raise RefusedOpcode(f"it sets state on a {type(target).__name__} (BUILD); only recorded network "
+                                "objects and containers take state")
+        pickle._Unpickler.load_build(self)
+
+    for _opcode in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+        dispatch[_opcode[0]] = _refuse_extension
+    dispatch[pickle.BUILD[0]] = _checked_build
+    del _opcode
+
 
 def safe_load(path: str):
-    """The object in pickle file `path`, read by SafeUnpickler. Raises TeacherError (one line) when the
-    file names anything outside the allow-list or is not a readable pickle."""
+    """The object in pickle file `path`, read by SafeUnpickler. Raises TeacherError (one line) when torch is
+    older than MIN_TORCH, or the file names anything outside the allow-list, uses a refused opcode or is not
+    a readable pickle."""
+    check_torch_version()
     try:
         with open(path, "rb") as f:
             return SafeUnpickler(f).load()
     except RefusedGlobal as exc:
         raise TeacherError(f"{path}: refused to load, the pickle calls {exc} which could run code; only "
                            "tensors, plain containers and EDM's persistent network records are read") from None
+    except RefusedOpcode as exc:
+        raise TeacherError(f"{path}: refused to load, {exc}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             RuntimeError, MemoryError, UnicodeDecodeError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -225,4 +284,4 @@ def safe_load(path: str):
         raise TeacherError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
 
 
-__all__ = ["PersistentRecord", "RecordedObject", "SafeUnpickler", "safe_load"]
+__all__ = ["PersistentRecord", "RecordedObject", "SafeUnpickler", "safe_load", "check_torch_version", "MIN_TORCH"]
