@@ -20,7 +20,6 @@ Results: benchmarks/results/critic_settings.json and .md (timings are from a sha
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,7 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from results_store import RESULTS, ResultsFile, run_subcommand  # noqa: E402
+from runner import RESULTS, ResultsFile, Subcommands, write_text  # noqa: E402
 
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
 from scoremix.config import load_config  # noqa: E402
@@ -111,7 +110,8 @@ def alpha_experiment(args):
     key = "alpha" if args.data == "ring8" else f"alpha-{args.data}"
     STORE.save(key, {"command": f"python benchmarks/critic_settings.py alpha --data {args.data} --steps {args.steps} "
                                 "--seeds " + " ".join(map(str, args.seeds)) + " --samplers " + " ".join(args.samplers),
-                     "data": args.data, "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)", "sigmas": SIGMAS, "alphas": ALPHAS, "runs": runs})
+                     "data": args.data, "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)", "sigmas": SIGMAS,
+                     "alphas": ALPHAS, "runs": runs})
 
 
 def dropout_experiment(args):
@@ -162,9 +162,12 @@ def dropout_experiment(args):
                                                                   for k in range(args.masks)) / args.masks, 4)}
         critic.train(True)
     print(json.dumps(out, indent=2))
-    STORE.save("dropout", {"command": f"python benchmarks/critic_settings.py dropout --steps {args.steps} --masks {args.masks}",
-                           "critic": "digits-smt U-Net, score.dropout=0.13, trained alone against the untrained generator",
-                           "train_seconds": round(seconds, 1), "samples": n, "masks": args.masks, "relative_errors": out})
+    STORE.save("dropout", {"command": f"python benchmarks/critic_settings.py dropout --steps {args.steps} "
+                                      f"--masks {args.masks}",
+                           "critic": "digits-smt U-Net, score.dropout=0.13, trained alone against the untrained "
+                                     "generator",
+                           "train_seconds": round(seconds, 1), "samples": n, "masks": args.masks,
+                           "relative_errors": out})
 
 
 def report(_args=None):
@@ -178,8 +181,8 @@ def report(_args=None):
         lines += [f"## D's error under the score alpha samplers {', '.join(samplers)} ({a.get('data', 'ring8')})", "",
                   f"Command: `{a['command']}`. Critic of the ring8 preset (GAN off) trained alone against a fixed "
                   f"fake {a['fake']}; RMS ||D - D*|| / sigma against the exact mixture denoiser, mean over seeds "
-                  f"{sorted({r['seed'] for r in a['runs']})}. x_t from the fake q_t (where the generator step evaluates "
-                  "D) and from m_alpha,t.", ""]
+                  f"{sorted({r['seed'] for r in a['runs']})}. x_t from the fake q_t (where the generator step "
+                  "evaluates D) and from m_alpha,t.", ""]
         for where in ("fake", "mixture"):
             lines += [f"x_t ~ {'q_t' if where == 'fake' else 'm_alpha,t'}:", "",
                       "| alpha | sampler | " + " | ".join(f"sigma {s}" for s in a["sigmas"]) + " |",
@@ -187,39 +190,39 @@ def report(_args=None):
             for al in a["alphas"]:
                 for sampler in samplers:
                     runs = [r for r in a["runs"] if r["sampler"] == sampler]
-                    vals = [sum(r["errors"][f"{where}/alpha={al}/sigma={s}"] for r in runs) / len(runs) for s in a["sigmas"]]
+                    vals = [sum(r["errors"][f"{where}/alpha={al}/sigma={s}"] for r in runs) / len(runs)
+                            for s in a["sigmas"]]
                     lines.append(f"| {al} | {sampler} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
             lines.append("")
     if "dropout" in data:
         d = data["dropout"]
-        lines += ["## Dropout noise in the generator step's critic call", "", f"Command: `{d['command']}`. {d['critic']} "
-                  f"({d['train_seconds']} s); {d['samples']} generator samples, {d['masks']} train-mode calls. Per-sample "
-                  "relative distance ||a - b|| / ||b||, averaged:", "",
-                  "| quantity | one train-mode call vs mean over masks | eval mode vs mean over masks | one train-mode call vs eval mode |",
+        lines += ["## Dropout noise in the generator step's critic call", "",
+                  f"Command: `{d['command']}`. {d['critic']} ({d['train_seconds']} s); {d['samples']} generator "
+                  f"samples, {d['masks']} train-mode calls. Per-sample relative distance ||a - b|| / ||b||, averaged:",
+                  "",
+                  "| quantity | one train-mode call vs mean over masks | eval mode vs mean over masks "
+                  "| one train-mode call vs eval mode |",
                   "|---|---|---|---|"]
         for name, v in d["relative_errors"].items():
-            lines.append(f"| {name} | {v['train_mode_one_call_vs_mask_mean']:.3f} | {v['eval_mode_vs_mask_mean']:.3f} | "
+            lines.append(f"| {name} | {v['train_mode_one_call_vs_mask_mean']:.3f} | "
+                         f"{v['eval_mode_vs_mask_mean']:.3f} | "
                          f"{v['train_mode_one_call_vs_eval']:.3f} |")
         lines.append("")
-    with open(os.path.join(RESULTS, "critic_settings.md"), "w") as fh:
-        fh.write("\n".join(lines))
+    write_text(os.path.join(RESULTS, "critic_settings.md"), "\n".join(lines))
     print("\n".join(lines))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    pa = sub.add_parser("alpha")
+    cli = Subcommands(__doc__)
+    pa = cli.add("alpha", alpha_experiment)
     pa.add_argument("--steps", type=int, default=4000)
     pa.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     pa.add_argument("--data", default="ring8", choices=sorted(FAKE_STD))
     pa.add_argument("--samplers", nargs="+", default=["paper", "code"])
-    pd = sub.add_parser("dropout")
+    pd = cli.add("dropout", dropout_experiment)
     pd.add_argument("--steps", type=int, default=400)
     pd.add_argument("--masks", type=int, default=16)
-    sub.add_parser("report")
-    args = parser.parse_args()
-    run_subcommand(args, {"alpha": alpha_experiment, "dropout": dropout_experiment, "report": report}, report)
+    cli.run(report)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
     python benchmarks/distill.py [--threads 1] [--out benchmarks/results] [--teacher RUN] [key=value ...]
 
 ring8 (always): `scoremix train --config ring8-smd` and `--config ring8-dmd` (the exact analytic teacher),
-each in its own process; their toy metrics (raw and EMA generator, scoremix/metrics/toy.py), wall time and
-CPU time (user + system seconds of the child process: with --threads 1 this is the time the run takes on
-one free core, whatever else the machine was doing), and whether the ring8 bar (precision >= 0.9, 8/8
-modes, mode_kl <= 0.05) is met.
+each in its own process (benchmarks/runner.py; output in WORK/PRESET.log); their toy metrics (raw and EMA
+generator, scoremix/metrics/toy.py), wall time and CPU time (user + system seconds of the child process:
+with --threads 1 this is the time the run takes on one free core, whatever else the machine was doing),
+and whether the ring8 bar (precision >= 0.9, 8/8 modes, mode_kl <= 0.05) is met.
 
 MNIST (with --teacher RUN, a run of `scoremix train --config mnist-edm`): the teacher sampled with EDM's
 Heun sampler at 1, 2, 4, 8, 18 and 35 steps, and the students `mnist-smd` / `mnist-dmd` distilled from it,
@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from runner import command_line, machine, read_json, train_logged, write_json, write_text  # noqa: E402
 
 SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision", "knn_recall"]
 HEUN_STEPS = [1, 2, 4, 8, 18, 35]
@@ -37,24 +36,12 @@ def meets_ring8_bar(m: dict) -> bool:
     return m["precision"] >= 0.9 and m["modes_covered"] == m["num_modes"] == 8 and m["mode_kl"] <= 0.05
 
 
-def _child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def train(preset: str, work: str, threads: int, extra: list[str]) -> dict:
     out = os.path.join(work, preset)
     args = ["--config", preset, "progress=false", *extra]
-    cmd = [sys.executable, "-m", "scoremix", "train", *args, "--out", out]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    start, cpu0 = time.time(), _child_cpu()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall, cpu = time.time() - start, _child_cpu() - cpu0
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    run, metrics = train_logged(args, out, threads, cwd=os.getcwd())
     return {"preset": preset, "command": "scoremix train " + " ".join(args) + f" --out {out}",
-            "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "train_seconds": metrics["train_seconds"],
+            "wall_seconds": run["wall_s"], "cpu_seconds": run["cpu_s"], "train_seconds": metrics["train_seconds"],
             "steps": metrics["step"], "raw": metrics.get("raw"), "ema": metrics.get("ema"), "run": out,
             "picture": os.path.join(out, "samples", "final.png")}
 
@@ -133,19 +120,17 @@ def main() -> int:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
-    import torch
-
-    report = {"command": "python benchmarks/distill.py " + " ".join(sys.argv[1:]),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "torch": torch.__version__, "threads_per_run": args.threads,
+    m = machine()
+    report = {"command": command_line(__file__, sys.argv[1:]),
+              "machine": {"platform": m["platform"], "cpus": m["cpu_count"], "python": m["python"],
+                          "torch": m["torch"], "threads_per_run": args.threads,
                           "note": "shared 2-core machine: wall times are inflated by other jobs; CPU seconds "
                                   "are the child's user+system time"},
               "ring8": [], "mnist": None}
     pictures = []
     previous = os.path.join(args.out, "distill.json")
-    if args.skip_ring8 and os.path.exists(previous):  # keep the ring8 results of an earlier invocation
-        with open(previous) as f:
-            earlier = json.load(f)
+    earlier = read_json(previous) if args.skip_ring8 else None
+    if earlier is not None:  # keep the ring8 results of an earlier invocation
         report["ring8"] = earlier.get("ring8", [])
         report["ring8_command"] = earlier.get("ring8_command", earlier["command"])
         pictures += [(f"{r['preset']}: one-step student (EMA, left) vs data (right), {r['steps']} iterations, "
@@ -166,10 +151,8 @@ def main() -> int:
         report["mnist"] = mnist_part(args.teacher, args.work, args.threads, args.extra, args.mnist_samples)
         pictures += report["mnist"].pop("pictures")
     write_picture(pictures, os.path.join(args.out, "distill.png"))
-    with open(os.path.join(args.out, "distill.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    with open(os.path.join(args.out, "distill.md"), "w") as f:
-        f.write(markdown(report))
+    write_json(os.path.join(args.out, "distill.json"), report)
+    write_text(os.path.join(args.out, "distill.md"), markdown(report))
     print(markdown(report))
     return 0
 
@@ -190,8 +173,9 @@ def markdown(report: dict) -> str:
             for which in ("raw", "ema"):
                 if r.get(which):
                     v = r[which]
-                    lines.append(f"| {r['preset']} | {which} | {r['steps']} | {r['cpu_seconds']:.0f} | {r['wall_seconds']:.0f} | "
-                                 + " | ".join(fmt(v.get(k)) for k in SHOWN) + f" | {'met' if v['meets_ring8_bar'] else 'not met'} |")
+                    cells = [fmt(v.get(k)) for k in SHOWN] + ["met" if v["meets_ring8_bar"] else "not met"]
+                    lines.append(f"| {r['preset']} | {which} | {r['steps']} | {r['cpu_seconds']:.0f} | "
+                                 f"{r['wall_seconds']:.0f} | " + " | ".join(cells) + " |")
         lines += ["", f"Made by `{report['ring8_command']}`; each run is:", ""]
         lines += [f"- `{r['command']}`" for r in report["ring8"]] + [""]
     mn = report.get("mnist")
@@ -199,7 +183,8 @@ def markdown(report: dict) -> str:
         lines += ["## MNIST 5k, teacher from mnist-edm", "",
                   f"Teacher `{mn['teacher']}`; digit classifier test accuracy {mn['classifier_test_accuracy']:.3f}; "
                   f"{mn['samples']} samples each.", "",
-                  "| sampler | network evaluations | CPU s | digit score | confident | coverage |", "|---|---|---|---|---|---|",
+                  "| sampler | network evaluations | CPU s | digit score | confident | coverage |",
+                  "|---|---|---|---|---|---|",
                   f"| real held-out digits | – | – | {mn['real_holdout']['digit_score']:.2f} | "
                   f"{mn['real_holdout']['confident']:.3f} | {mn['real_holdout']['class_coverage']:.2f} |"]
         for e in mn["teacher_heun"]:
@@ -209,8 +194,9 @@ def markdown(report: dict) -> str:
             for which in ("raw", "ema"):
                 if r.get(which):
                     v = r[which]
-                    lines.append(f"| {r['preset']} ({which}), {r['steps']} iterations, {r['cpu_seconds']:.0f} CPU s to train "
-                                 f"| 1 | – | {v['digit_score']:.2f} | {v['confident']:.3f} | {v['class_coverage']:.2f} |")
+                    lines.append(f"| {r['preset']} ({which}), {r['steps']} iterations, {r['cpu_seconds']:.0f} CPU s "
+                                 f"to train | 1 | – | {v['digit_score']:.2f} | {v['confident']:.3f} | "
+                                 f"{v['class_coverage']:.2f} |")
         lines += [""] + [f"- `{r['command']}`" for r in mn["students"]] + [""]
     return "\n".join(lines) + "\n"
 

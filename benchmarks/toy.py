@@ -2,7 +2,8 @@
 
     python benchmarks/toy.py [--jobs 2] [--threads 1] [--only ring8,grid25 [--merge]] [--out benchmarks/results]
 
-Each run is `scoremix train --config PRESET seed=S` in its own process; the script collects the runs'
+Each run is `scoremix train --config PRESET seed=S` in its own process (benchmarks/runner.py: output in
+WORK/PRESET-seedS.log, wall and CPU seconds); the script collects the runs'
 metrics.json (raw and EMA generator), their training time, and a picture of every run's samples next to
 the data, and writes toy.json, toy.md and toy.png under --out, rewritten after every finished run so an
 interrupted suite keeps its finished runs (toy.json says whether the suite was complete).
@@ -11,15 +12,14 @@ interrupted suite keeps its finished runs (toy.json says whether the suite was c
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # scoremix from this checkout
+
+from runner import command_line, machine, read_json, train_logged, write_json, write_text  # noqa: E402
 
 RUNS = [("ring8", 0), ("ring8", 1), ("ring8", 2), ("grid25", 0), ("grid25", 1), ("grid25", 2), ("swissroll", 0)]
 SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision", "knn_recall"]
@@ -27,18 +27,12 @@ SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_flo
 
 def train(preset: str, seed: int, work: str, threads: int, extra: list[str]) -> dict:
     out = os.path.join(work, f"{preset}-seed{seed}")
-    cmd = [sys.executable, "-m", "scoremix", "train", "--config", preset, f"seed={seed}", "progress=false",
-           "--out", out, *extra]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    start = time.time()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.time() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    metrics = json.load(open(os.path.join(out, "metrics.json")))
-    return {"preset": preset, "seed": seed, "command": "scoremix train " + " ".join(cmd[4:-2]),
-            "wall_seconds": round(wall, 1), "train_seconds": metrics["train_seconds"], "steps": metrics["step"],
-            "raw": metrics["raw"], "ema": metrics["ema"], "picture": os.path.join(out, "samples", "final.png")}
+    args = ["--config", preset, f"seed={seed}", "progress=false", *extra]
+    run, metrics = train_logged(args, out, threads, cwd=os.getcwd())
+    return {"preset": preset, "seed": seed, "command": "scoremix train " + " ".join(args),
+            "wall_seconds": run["wall_s"], "cpu_seconds": run["cpu_s"], "train_seconds": metrics["train_seconds"],
+            "steps": metrics["step"], "raw": metrics["raw"], "ema": metrics["ema"],
+            "picture": os.path.join(out, "samples", "final.png")}
 
 
 def write_picture(results: list[dict], path: str) -> None:
@@ -79,11 +73,10 @@ def fmt(v) -> str:
 
 def write_report(results: list[dict], args, started: float, complete: bool) -> list[str]:
     """toy.json, toy.md and toy.png under --out from the runs finished so far (rewritten after each)."""
-    import torch
-
-    report = {"command": "python benchmarks/toy.py " + " ".join(sys.argv[1:]),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                          "jobs_in_parallel": args.jobs, "threads_per_run": args.threads, "torch": torch.__version__},
+    m = machine()
+    report = {"command": command_line(__file__, sys.argv[1:]),
+              "machine": {"platform": m["platform"], "cpus": m["cpu_count"], "python": m["python"],
+                          "jobs_in_parallel": args.jobs, "threads_per_run": args.threads, "torch": m["torch"]},
               "complete": complete, "total_seconds": round(time.time() - started, 1), "runs": []}
     write_picture(results, os.path.join(args.out, "toy.png"))
     for r in results:
@@ -91,32 +84,30 @@ def write_report(results: list[dict], args, started: float, complete: bool) -> l
     commands = list(dict.fromkeys(r.get("suite_command", report["command"]) for r in results))
     lines = [f"Command{'s' if len(commands) > 1 else ''}: " + "; ".join(f"`{c}`" for c in commands)
              + f" — {report['machine']['cpus']} CPUs, {args.jobs} run(s) at a time, "
-             f"{args.threads} thread(s) each, torch {torch.__version__}"
+             f"{args.threads} thread(s) each, torch {m['torch']}"
              + ("" if complete else f" — partial: {len(results)} run(s) finished so far"), "",
              "| run | weights | train s | " + " | ".join(SHOWN) + " |", "|---|---|---|" + "---|" * len(SHOWN)]
     for r in report["runs"]:
         for variant in ("raw", "ema"):
             row = [fmt(r[variant].get(k, "–")) for k in SHOWN]
-            lines.append(f"| {r['preset']} seed {r['seed']} | {variant} | {r['train_seconds']} | " + " | ".join(row) + " |")
+            lines.append(f"| {r['preset']} seed {r['seed']} | {variant} | {r['train_seconds']} | "
+                         + " | ".join(row) + " |")
     bars = "; ".join(f"{p}: precision >= {b['precision']}, every mode, mode_kl <= {b['mode_kl']}, <= "
                      f"{b['wall_seconds']} s wall" for p, b in BARS.items())
     lines += ["", f"Bars (EMA generator; {bars}):", "", "| run | wall s | bar |", "|---|---|---|"]
     for r in report["runs"]:
         lines.append(f"| {r['preset']} seed {r['seed']} | {r['wall_seconds']:.0f} | {r['bar']} |")
-    with open(os.path.join(args.out, "toy.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
-    with open(os.path.join(args.out, "toy.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_json(os.path.join(args.out, "toy.json"), report)
+    write_text(os.path.join(args.out, "toy.md"), "\n".join(lines) + "\n")
     return lines
 
 
 def kept_runs(path: str, rerun: set[str]) -> list[dict]:
     """--merge: the runs of an earlier toy.json whose presets are not run now, each with the suite
     command that produced it; their sample pictures must still exist."""
-    if not os.path.exists(path):
+    earlier = read_json(path)
+    if earlier is None:
         return []
-    with open(path) as fh:
-        earlier = json.load(fh)
     kept = [{"suite_command": earlier["command"], **r} for r in earlier["runs"] if r["preset"] not in rerun]
     missing = [r["picture"] for r in kept if not os.path.exists(r["picture"])]
     if missing:
@@ -141,7 +132,7 @@ def main() -> int:
     kept = kept_runs(os.path.join(args.out, "toy.json"), {p for p, _ in runs}) if args.merge else []
     started = time.time()
     finished: dict[int, dict] = {}
-    suite = "python benchmarks/toy.py " + " ".join(sys.argv[1:])
+    suite = command_line(__file__, sys.argv[1:])
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(train, preset, seed, args.work, args.threads, args.extra): i
                    for i, (preset, seed) in enumerate(runs)}

@@ -28,9 +28,7 @@ Results: benchmarks/results/toy-limits.json and .md.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import math
 import os
 import sys
@@ -40,7 +38,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from results_store import RESULTS, ResultsFile, run_subcommand  # noqa: E402
+from runner import RESULTS, ResultsFile, Subcommands, read_json, write_text  # noqa: E402
 
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
 from scoremix.checkpoint import load_latest_valid  # noqa: E402
@@ -175,8 +173,7 @@ def critic(args) -> None:
                 "signal D0-D0.5": rms(diff_exact), "error D0-D0.5": rms(diff_model - diff_exact),
                 "floor D0-D0.5": rms(diff_floor - diff_exact), "cosine D0-D0.5": round(cosine, 3)}
             print(run, s, rows[str(s)], flush=True)
-        metrics = json.load(open(os.path.join(run, "metrics.json"))) if os.path.exists(
-            os.path.join(run, "metrics.json")) else {}
+        metrics = read_json(os.path.join(run, "metrics.json"), {})
         out.append({"run": os.path.basename(os.path.normpath(run)), "data": cfg.data.source,
                     "checkpoint_step": state["step"], "raw_metrics": metrics.get("raw", {}), "by_sigma": rows})
     STORE.save("critic", {"command": "python benchmarks/toy_limits.py critic " + " ".join(args.runs)
@@ -191,7 +188,8 @@ def report(_args=None) -> None:
     caps = {k: v for k, v in data.items() if k.startswith("capacity/")}
     if caps:
         lines += ["## Generator capacity: regression to an exact transport map", "",
-                  "| data | network overrides | steps | precision (seeds) | modes | mode_kl | map's own precision | s/run |",
+                  "| data | network overrides | steps | precision (seeds) | modes | mode_kl | map's own precision "
+                  "| s/run |",
                   "|---|---|---|---|---|---|---|---|"]
         for v in caps.values():
             r = v["runs"]
@@ -215,35 +213,33 @@ def report(_args=None) -> None:
             lines += [f"### {run['run']} ({run['data']}, checkpoint at iteration {run['checkpoint_step']}; raw "
                       f"generator precision {m.get('precision', float('nan')):.3f}, {m.get('modes_covered')}"
                       f"/{m.get('num_modes')} modes)", "",
-                      "| sigma | D_0 err | D_0.5 err | D_1 err | signal D_0-D_0.5 | its error | cosine | floor (D_0-D_0.5) |",
+                      "| sigma | D_0 err | D_0.5 err | D_1 err | signal D_0-D_0.5 | its error | cosine "
+                      "| floor (D_0-D_0.5) |",
                       "|---|---|---|---|---|---|---|---|"]
             for s, row in run["by_sigma"].items():
                 lines.append(f"| {s} | {row['error alpha=0.0']:.3f} | {row['error alpha=0.5']:.3f} | "
-                             f"{row['error alpha=1.0']:.3f} | {row['signal D0-D0.5']:.3f} | {row['error D0-D0.5']:.3f} | "
+                             f"{row['error alpha=1.0']:.3f} | {row['signal D0-D0.5']:.3f} | "
+                             f"{row['error D0-D0.5']:.3f} | "
                              f"{row['cosine D0-D0.5']:.2f} | {row['floor D0-D0.5']:.3f} |")
             lines.append("")
         lines += ["Errors are RMS ||D - D*|| / sigma over generator samples plus noise; *signal* is the exact "
                   "RMS ||D*_0 - D*_0.5|| / sigma; *floor* is how far the empirical reference moves between two "
                   "independent sets of 20,000 generator samples.", ""]
-    with open(os.path.join(RESULTS, "toy-limits.md"), "w") as fh:
-        fh.write("\n".join(lines))
+    write_text(os.path.join(RESULTS, "toy-limits.md"), "\n".join(lines))
     print("\n".join(lines))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    pc = sub.add_parser("capacity")
+    cli = Subcommands(__doc__)
+    pc = cli.add("capacity", capacity)
     pc.add_argument("--data", default="grid25", choices=["grid25", "ring8"])
     pc.add_argument("--steps", type=int, default=0, help="default: the preset's generator steps")
     pc.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     pc.add_argument("overrides", nargs="*", help="key=value overrides of the preset (e.g. generator.hidden=256)")
-    pk = sub.add_parser("critic")
+    pk = cli.add("critic", critic)
     pk.add_argument("runs", nargs="+")
     pk.add_argument("--points", type=int, default=2000)
-    sub.add_parser("report")
-    args = parser.parse_args()
-    run_subcommand(args, {"capacity": capacity, "critic": critic, "report": report}, report)
+    cli.run(report)
 
 
 if __name__ == "__main__":
