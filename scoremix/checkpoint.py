@@ -331,3 +331,72 @@ def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
     info = {"step": int(meta.get("step", -1)), "data_shape": tuple(json.loads(meta.get("data_shape", "[]"))),
             "num_classes": int(meta.get("num_classes", 0))}
     return raw, ema, json.loads(meta["config"]), info
+
+
+# -- exported folders (`scoremix export RUN --format folder`) ------------------------------------------
+EXPORT_FORMAT = "scoremix-export"
+EXPORT_VERSION = 1
+EXPORT_CONFIG = "config.json"
+EXPORT_WEIGHTS = "model.safetensors"
+
+
+def is_export_folder(path: str) -> bool:
+    """True when `path` is a folder written by `scoremix export --format folder` (its config.json says so)."""
+    config = os.path.join(path, EXPORT_CONFIG)
+    if not os.path.isfile(config):
+        return False
+    try:
+        with open(config) as fh:
+            return json.load(fh).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def export_folder_of(path: str) -> str | None:
+    """The exported folder that `path` (the folder or its model.safetensors) belongs to, else None."""
+    if os.path.isdir(path):
+        return path if is_export_folder(path) else None
+    if os.path.basename(path) == EXPORT_WEIGHTS and is_export_folder(os.path.dirname(os.path.abspath(path))):
+        return os.path.dirname(os.path.abspath(path))
+    return None
+
+
+def write_export_folder(folder: str, state_dict: dict, description: dict) -> None:
+    """config.json (`description`, tagged with the format) and model.safetensors (the network's state dict
+    under its own parameter names) into the existing folder `folder`."""
+    from safetensors.torch import save
+
+    description = {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, **description}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    meta = {"format": EXPORT_FORMAT, "network": str(description.get("network", "")),
+            "weights": str(description.get("weights", ""))}
+    atomic_write_bytes(os.path.join(folder, EXPORT_WEIGHTS), save(tensors, metadata=meta))
+    atomic_write_bytes(os.path.join(folder, EXPORT_CONFIG), (json.dumps(description, indent=2) + "\n").encode())
+
+
+def read_export_folder(folder: str) -> tuple[dict, dict]:
+    """(state dict, config.json as a dict) of an exported folder; CheckpointError says what is wrong."""
+    from safetensors import safe_open
+
+    config_path, weights_path = os.path.join(folder, EXPORT_CONFIG), os.path.join(folder, EXPORT_WEIGHTS)
+    try:
+        with open(config_path) as fh:
+            description = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"'{config_path}' is not readable JSON ({type(err).__name__}); "
+                              "export the run again with `scoremix export RUN --format folder`") from None
+    if description.get("format_version", 0) > EXPORT_VERSION:
+        raise CheckpointError(f"'{folder}' was exported in format version {description.get('format_version')}, "
+                              f"newer than this scoremix reads ({EXPORT_VERSION}); upgrade scoremix")
+    missing = [k for k in ("config", "data_shape", "num_classes", "weights", "network") if k not in description]
+    if missing:
+        raise CheckpointError(f"'{config_path}' lacks {', '.join(missing)}; export the run again")
+    if not os.path.isfile(weights_path):
+        raise CheckpointError(f"exported folder '{folder}' has no {EXPORT_WEIGHTS}; export the run again")
+    try:
+        with safe_open(weights_path, framework="pt") as fh:
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as err:
+        raise CheckpointError(f"'{weights_path}' is not a readable safetensors file ({type(err).__name__}); "
+                              "export the run again") from None
+    return tensors, description

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from .cli_common import make_output_folder
 from .errors import ScoremixError
 
 EXIT_USER_ERROR = 2
@@ -26,7 +27,8 @@ def _add_train(sub):
 
 def _add_sample(sub):
     p = sub.add_parser("sample", help="draw samples from a trained generator")
-    p.add_argument("--checkpoint", required=True, help="run folder, generator.safetensors or state-*.pt")
+    p.add_argument("--checkpoint", required=True, help="run folder, generator.safetensors, state-*.pt or a folder "
+                   "from `scoremix export --format folder`")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--out", required=True, help="output .png (picture), .npz (images: uint8 NHWC 'arr_0' and labels "
                    "'arr_1', EDM/ADM's convention; 2-D toys: array 'x', labels 'y') or DIR/ (one PNG per image)")
@@ -41,6 +43,23 @@ def _add_sample(sub):
                    help="diffusion runs only: Heun steps (2N-1 network evaluations; default: the run's eval.heun_steps)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                    help="bf16: run the network under bfloat16 autocast (CPU and CUDA; weights stay fp32)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines (on stderr)")
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="export a trained generator as an ONNX graph or a self-describing folder",
+                       description="onnx: one graph, noise[, labels] -> samples with a dynamic batch axis (diffusion "
+                                   "runs: the denoiser alone, x, sigma[, labels] -> denoised), checked against "
+                                   "PyTorch with ONNX Runtime (needs pip install 'scoremix[export]'). folder: "
+                                   "config.json + model.safetensors, loadable by scoremix.load_sampler and "
+                                   "`scoremix sample --checkpoint FOLDER`.")
+    p.add_argument("run", help="run folder, generator.safetensors, state-*.pt or an exported folder")
+    p.add_argument("--format", dest="fmt", default="onnx", help="onnx (default) or folder")
+    p.add_argument("--out", required=True, help="the .onnx file (--format onnx) or the folder (--format folder)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ema", dest="ema", action="store_true", default=True, help="EMA weights (default)")
+    g.add_argument("--raw", dest="ema", action="store_false", help="raw (non-EMA) weights")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
 
 
 def _add_eval(sub):
@@ -117,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
+    _add_export(sub)
     _add_eval(sub)
     _add_teacher(sub)
     _add_features(sub)
@@ -124,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list presets (or every config key with --keys)")
     p.add_argument("--keys", action="store_true", help="list every config key with its default")
     p.add_argument("--show", default=None, help="print one preset's full config")
+    p.add_argument("--reference", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the config reference page (keys, types, defaults, presets) to FILE, e.g. "
+                        "docs/config.md; without FILE print it")
     return parser
 
 
@@ -208,7 +231,7 @@ def cmd_sample(args) -> int:
     if args.batch < 1:
         raise ScoremixError(f"--batch must be at least 1, got {args.batch}")
     if not to_folder:
-        _make_output_folder(args.out, "--out")
+        make_output_folder(args.out, "--out")
     from .eval_protocol import resolve_device
 
     args.device = resolve_device(args.device)
@@ -246,18 +269,13 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _make_output_folder(path: str, option: str) -> None:
-    """Create the folder of an output file now, so that a bad path fails before any work is done."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as err:
-        from .checkpoint import folder_error
+def cmd_export(args) -> int:
+    from .export import export, stderr_report, summary_line
 
-        raise ScoremixError(f"cannot create the folder of {option} '{path}' ({folder_error(folder, err)}); "
-                            "pick a writable folder") from None
-    if os.path.isdir(path):
-        raise ScoremixError(f"{option} '{path}' is a folder; pass a file name")
+    result = export(args.run, args.fmt, args.out, weights="ema" if args.ema else "raw", opset=args.opset,
+                    report=stderr_report)
+    print(summary_line(result))
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -279,7 +297,7 @@ def cmd_eval(args) -> int:
     if args.samples is not None and args.samples < 10:
         raise ScoremixError(f"--samples must be at least 10 (nearest-neighbour metrics need them), got {args.samples}")
     if args.json:
-        _make_output_folder(args.json, "--json")
+        make_output_folder(args.json, "--json")
     from .eval_protocol import resolve_device
 
     generators, cfg, shape, classes, step = load_generators(args.checkpoint, device=resolve_device(args.device),
@@ -323,6 +341,10 @@ def cmd_presets(args) -> int:
     from .config import Config, all_keys
     from .presets import PRESETS, get_preset
 
+    if args.reference:
+        from .config_reference import write_reference
+
+        return write_reference(args.reference)
     if args.show:
         print(get_preset(args.show).to_yaml().rstrip())
         return 0
@@ -364,7 +386,7 @@ def cmd_features(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "features": cmd_features, "teacher": cmd_teacher, "data": cmd_data}
+            "features": cmd_features, "teacher": cmd_teacher, "data": cmd_data, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

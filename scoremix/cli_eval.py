@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from .cli_common import make_output_folder
 from .errors import ConfigError, ScoremixError
 
 
@@ -32,9 +33,10 @@ def load_data(spec: str, resolution: int | None = None, use_labels: bool = True)
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
+    """A bar on a terminal, plain lines (no carriage returns) when stderr goes to a log."""
+    from .progress import command_progress
 
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+    return command_progress(total, desc, enabled, unit="images")
 
 
 def _extractor(args, device: str):
@@ -118,8 +120,17 @@ def _reference(args, extractor, device: str, metrics) -> dict:
 def cmd_eval_protocol(args) -> int:
     """`scoremix eval --checkpoint RUN --metrics fid,kid,pr --n N --ref ref.npz --detector PATH` and
     `scoremix eval --run DIR --every K ...`."""
-    from .eval_protocol import (append_jsonl, evaluate_samplers, evaluation_key, load_samplers, parse_metrics,
-                                plot_metrics, read_done, resolve_device, run_checkpoints)
+    from .eval_protocol import (
+        append_jsonl,
+        evaluate_samplers,
+        evaluation_key,
+        load_samplers,
+        parse_metrics,
+        plot_metrics,
+        read_done,
+        resolve_device,
+        run_checkpoints,
+    )
 
     if bool(args.checkpoint) == bool(args.run):
         raise ConfigError("pass exactly one of --checkpoint RUN_OR_FILE and --run RUN_FOLDER")
@@ -133,9 +144,7 @@ def cmd_eval_protocol(args) -> int:
     if not weights or any(w not in ("raw", "ema") for w in weights):
         raise ConfigError(f"--weights {args.weights!r}: use raw, ema or raw,ema")
     if args.json:
-        from .cli import _make_output_folder
-
-        _make_output_folder(args.json, "--json")
+        make_output_folder(args.json, "--json")
     device = resolve_device(args.device)
     extractor = _extractor(args, device)
     ref = _reference(args, extractor, device, metrics)
@@ -210,8 +219,10 @@ def export_images(args, classes_label) -> int:
     if to_folder:
         os.makedirs(args.out, exist_ok=True)
     arrays, labels_out, names = [], [], []
+    bar = _progress(args.n, f"sample ({which} weights)", not getattr(args, "no_progress", False))
     for idx, images, labels in generate_uint8(samplers[which], args.n, info["shape"], classes, args.seed,
-                                              args.batch, device, label=classes_label, precision=getattr(args, "precision", "fp32")):
+                                              args.batch, device, progress=bar, label=classes_label,
+                                              precision=getattr(args, "precision", "fp32")):
         hwc = images.permute(0, 2, 3, 1).numpy()
         if to_folder:
             for row, i in enumerate(idx):
@@ -222,14 +233,16 @@ def export_images(args, classes_label) -> int:
             arrays.append(hwc)
         if labels is not None:
             labels_out.append(labels.numpy())
+    bar.close()
     labels_all = np.concatenate(labels_out) if labels_out else None
     if to_folder:
         if labels_all is not None:
             with open(os.path.join(args.out, "dataset.json"), "w") as fh:
                 json.dump({"labels": [[name, int(c)] for name, c in zip(names, labels_all)]}, fh)
     else:
-        from .checkpoint import atomic_write_bytes
         import io
+
+        from .checkpoint import atomic_write_bytes
 
         buf = io.BytesIO()
         payload = {"arr_0": np.concatenate(arrays)}

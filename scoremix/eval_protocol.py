@@ -260,8 +260,9 @@ def compute_metrics(metrics, fake_features, fake_logits, ref: dict, kind: str, n
 
 def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics, n: int, seed: int = 0,
                       batch: int = 250, device="cpu", progress: bool = True, precision: str = "fp32") -> dict:
-    """Generate n samples per weights variant, extract features, compute metrics; one JSON-ready dict."""
-    from tqdm import tqdm
+    """Generate n samples per weights variant, extract features, compute metrics; one JSON-ready dict.
+    Progress goes to stderr: a bar on a terminal, plain lines in a log."""
+    from .progress import command_progress
 
     shape, classes = info["shape"], info["num_classes"]
     result = {"checkpoint": info["path"], "step": info["step"], "n": n, "seed": seed,
@@ -279,7 +280,7 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
         result["weights_missing"] = info["missing_weights"]  # e.g. ema asked for, but the run had no EMA
     for which, sampler in samplers.items():
         t0 = time.time()
-        bar = tqdm(total=n, desc=f"{which} step {info['step']}", unit="img", disable=not progress, leave=False)
+        bar = command_progress(n, f"{which} step {info['step']}", progress, unit="images")
         feats, logits = [], []
         for _, images, _ in generate_uint8(sampler, n, shape, classes, seed, batch, device, bar,
                                            precision=precision):

@@ -1,8 +1,9 @@
 """Load a trained generator (or a diffusion run's sampler) from a run folder, a generator.safetensors /
-denoiser.safetensors or a training-state file."""
+denoiser.safetensors, a training-state file or a folder written by `scoremix export --format folder`."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -14,8 +15,11 @@ from .nets.build import build_generator
 
 
 def resolve_checkpoint(path: str) -> str:
-    """A run folder -> its generator.safetensors (or newest valid state file); files pass through."""
+    """A run folder -> its generator.safetensors (or newest valid state file); an exported folder -> its
+    model.safetensors; files pass through."""
     if os.path.isdir(path):
+        if ckpt.is_export_folder(path):
+            return os.path.join(path, ckpt.EXPORT_WEIGHTS)
         for name in ("generator.safetensors", "denoiser.safetensors"):
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name)
@@ -62,10 +66,18 @@ def read_weights(path: str) -> dict:
     validated Config), 'step', 'data_shape', 'num_classes', 'path' (the file actually read)}.
 
     `path` is a run folder (its generator/denoiser .safetensors, else its newest training state that loads
-    and verifies its checksum), a .safetensors file or a state-*.pt file."""
+    and verifies its checksum), a .safetensors file, a state-*.pt file or an exported folder (which holds
+    one set of weights: 'raw' or 'ema' is None); an exported folder also gives 'export' (its config.json)."""
     folder = path if os.path.isdir(path) else None
     path = resolve_checkpoint(path)
-    if path.endswith(".safetensors"):
+    exported = ckpt.export_folder_of(path)
+    if exported is not None:
+        weights, description = ckpt.read_export_folder(exported)
+        which = description["weights"]
+        raw, ema = (weights, None) if which == "raw" else (None, weights)
+        config, step = description["config"], int(description.get("step", -1))
+        shape, classes = description["data_shape"], int(description["num_classes"])
+    elif path.endswith(".safetensors"):
         raw, ema, config, info = ckpt.load_generator(path)
         step, shape, classes = info["step"], info["data_shape"], info["num_classes"]
     else:
@@ -89,8 +101,11 @@ def read_weights(path: str) -> dict:
         cfg = config_from_dict(config)
     except ConfigError as err:
         raise CheckpointError(f"'{path}' carries an invalid config ({err})") from None
-    return {"raw": raw, "ema": ema, "config": cfg, "step": step, "data_shape": tuple(shape),
-            "num_classes": classes, "path": path}
+    out = {"raw": raw, "ema": ema, "config": cfg, "step": step, "data_shape": tuple(shape),
+           "num_classes": classes, "path": path}
+    if exported is not None:
+        out["export"] = description
+    return out
 
 
 def load_generators(path: str, variants=("raw", "ema"), device="cpu", steps: int | None = None):
@@ -133,6 +148,11 @@ def load_generators(path: str, variants=("raw", "ema"), device="cpu", steps: int
             n = cfg.noise
             network = HeunSampler(network, int(steps or cfg.eval.heun_steps), n.sigma_min, n.sigma_max, n.rho)
         generators[which] = network.to(device).eval()
+    if not generators:  # only an exported folder lacks a variant: it keeps the one it was exported with
+        held = "raw" if saved["raw"] is not None else "ema"
+        raise CheckpointError(f"'{path}' holds {held} weights only (an exported folder keeps one set); ask for "
+                              f"{held} weights{' (drop --raw)' if held == 'ema' else ''}, or export the run "
+                              f"again with --{'raw' if held == 'ema' else 'ema'}")
     return generators, cfg, shape, classes, saved["step"]
 
 
@@ -152,14 +172,42 @@ def load_sampler(path: str, steps: int | None = None, use_ema: bool = True, devi
     One-step generators (SMT, SMD, DMD runs) are returned as they are and refuse `steps`; diffusion runs
     (method.name=edm) sample with the Heun sampler at `steps` steps (default: the run's eval.heun_steps).
     metadata: kind ('one-step' | 'diffusion'), method, steps, evaluations (network evaluations per sample:
-    1, or 2N-1 for N Heun steps), weights ('ema' | 'raw'), step, config, data_shape, num_classes."""
+    1, or 2N-1 for N Heun steps), weights ('ema' | 'raw'), step, config, data_shape, latent_shape (the shape
+    of one z: the data's), num_classes."""
     sampler, cfg, shape, classes, step, which = load_generator(path, use_ema=use_ema, device=device, steps=steps)
     diffusion = cfg.method.name in DIFFUSION_METHODS
     n_steps = sampler.steps if diffusion else 1
     meta = {"kind": "diffusion" if diffusion else "one-step", "method": cfg.method.name, "steps": n_steps,
             "evaluations": sampler.evaluations if diffusion else 1, "weights": which, "step": step,
-            "config": cfg, "data_shape": shape, "num_classes": classes}
+            "config": cfg, "data_shape": shape, "latent_shape": tuple(shape), "num_classes": classes}
     return sampler, meta
+
+
+def points_transform(path: str, cfg) -> dict | None:
+    """How a data.source=points run standardised its points (standardised = (x - mean) / scale): the
+    data_transform.json of its run folder (beside generator.safetensors, or above checkpoints/), the record
+    an exported folder carries, or the data file itself when it is still at data.path; None when the run is
+    not on points or nothing says it."""
+    if cfg.data.source != "points":
+        return None
+    exported = ckpt.export_folder_of(path)
+    if exported is not None:
+        with open(os.path.join(exported, ckpt.EXPORT_CONFIG)) as fh:
+            return json.load(fh).get("data_transform")
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(path) and os.path.basename(folder) == "checkpoints":
+        folder = os.path.dirname(folder)
+    record_path = os.path.join(folder, "data_transform.json")
+    if os.path.isfile(record_path):
+        with open(record_path) as fh:
+            return json.load(fh)
+    if cfg.data.standardize == "none":
+        return {"source": "points", "standardize": "none"}
+    if cfg.data.path and os.path.isfile(cfg.data.path):
+        from .data.points import PointsDataset
+
+        return PointsDataset(cfg.data.path, cfg.data.standardize).transform_record()
+    return None
 
 
 @torch.no_grad()
@@ -171,3 +219,13 @@ def sample(generator, n: int, shape: tuple, num_classes: int, seed: int = 0, lab
         labels = torch.as_tensor(labels).long().expand(n) if torch.as_tensor(labels).ndim == 0 else torch.as_tensor(labels)
     return generate_samples(generator, n, shape, num_classes, device, seed, batch_size, labels=labels,
                             precision=precision)
+
+
+def points_to_data_units(x: torch.Tensor, record: dict) -> torch.Tensor:
+    """Standardised points back in the data file's units, x * scale + mean (PointsDataset.to_original),
+    computed in float64; the record of data.standardize=none is the identity."""
+    if record.get("standardize") == "none":
+        return x
+    scale = torch.as_tensor(record["scale"], dtype=torch.float64)
+    mean = torch.as_tensor(record["mean"], dtype=torch.float64)
+    return (x.double() * scale + mean).to(x.dtype)

@@ -462,6 +462,8 @@ class Trainer:
         real = self._reference_picture_data(n)
         path = os.path.join(self.sample_dir, f"{tag}.png")
         save_picture(samples_picture(fake, real, titles=(f"samples ({tag})", "data")), path)
+        if getattr(self, "tracker", None) is not None:
+            self.tracker.image(tag, path, self.step)
         return path
 
     def _reference_picture_data(self, n: int) -> torch.Tensor:
@@ -488,13 +490,10 @@ class Trainer:
         with open(os.path.join(self.run_dir, "stats.jsonl"), "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if writer is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    writer.add_scalar(k, v, record["step"])
+            writer.scalars(record)
 
     def fit(self) -> dict:
-        t = self.cfg.train
-        writer = self._tensorboard() if (t.tensorboard and self.info.is_main) else None
+        writer = self.tracker = self._tracker() if self.info.is_main else None  # TensorBoard / W&B, or None
         previous_handlers = self._install_signal_handlers()
         try:  # signals stay deferred until the last checkpoint is on disk
             preempted = self._loop(writer)
@@ -509,6 +508,8 @@ class Trainer:
             name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
             self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. Resume with:\n"
                       f"  scoremix train --out {self.run_dir} --resume latest")
+            if writer is not None:
+                writer.close()
             return {"preempted": True, "step": self.step}
         result = {}
         if self.info.is_main:
@@ -525,6 +526,7 @@ class Trainer:
                                     f"`scoremix eval --checkpoint {self.run_dir}`") from None
             self.echo("metrics: " + json.dumps(metrics))
         if writer is not None:
+            writer.scalars({"step": self.step, **_flatten(metrics, "final")})
             writer.close()
         barrier(self.info)
         return result
@@ -589,12 +591,10 @@ class Trainer:
                              f"space or fix the folder, then resume with: scoremix train --out {self.run_dir} "
                              "--resume latest")
 
-    def _tensorboard(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError("train.tensorboard=true needs TensorBoard: pip install 'scoremix[tensorboard]'") from None
-        return SummaryWriter(os.path.join(self.run_dir, "tb"))
+    def _tracker(self):
+        from .tracking import open_tracker
+
+        return open_tracker(self.cfg, self.run_dir)
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
