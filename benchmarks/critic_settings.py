@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from runner import RESULTS, ResultsFile, Subcommands, write_text  # noqa: E402
 
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
-from scoremix.config import load_config  # noqa: E402
+from scoremix.config_loader import load_config  # noqa: E402
 from scoremix.data.toy import make_toy  # noqa: E402
 from scoremix.methods.smt import SMT  # noqa: E402
 from scoremix.objectives.smt import generator_direction, mixture_denoisers  # noqa: E402

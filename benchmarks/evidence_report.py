@@ -81,7 +81,7 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
     """One scatter per variant (seed 0's EMA generator; the EDM teacher at each step count) beside the data."""
     import torch
 
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.data import reference_samples
     from scoremix.plots import scatter_image, titled_grid, toy_bounds
     from scoremix.sampling import load_sampler, sample

@@ -156,7 +156,7 @@ def resolved_config(preset: str, overrides: list[str]) -> str:
     """The run's whole configuration as text: two runs with equal text train the same thing."""
     import dataclasses
 
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
 
     return json.dumps(dataclasses.asdict(load_config(preset, overrides)), sort_keys=True, default=str)
 

@@ -35,7 +35,7 @@ def synthetic_npz(folder: str, n: int, res: int, classes: int) -> str:
 
 
 def time_iterations(preset: str, precision: str, batch: int, iters: int, warm: int, folder: str) -> dict:
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.trainer import Trainer
 
     base = load_config(preset)
@@ -153,7 +153,7 @@ def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, 
               extra: list) -> dict:
     """One SMT cycle = gen_every iterations (1 generator + gen_every critic steps); its FLOPs counted once
     with FlopCounterMode, its time over `iters` cycles after one warm-up cycle."""
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.trainer import Trainer
 
     base = load_config(preset)
@@ -193,7 +193,7 @@ def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, 
 
 def sampling_mfu(preset: str, batch: int, iters: int, device: str, peak: float, extra: list) -> dict:
     """One-step generation x = G(sigma z) in bf16 autocast at `batch`."""
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.nets.build import build_generator
 
     cfg = load_config(preset, [f"device={device}", *extra])
@@ -215,7 +215,7 @@ def sampling_mfu(preset: str, batch: int, iters: int, device: str, peak: float, 
 
 def small_preset_speed(preset: str, iters: int, device: str, folder: str, extra: list) -> dict:
     """Iterations/s of a small preset (mnist-smt: launch- and sync-bound on a GPU; target >= 100 it/s on an H100)."""
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.trainer import Trainer
 
     cfg = load_config(preset, ["method.warmup_steps=0", "method.critic_warmup_steps=0", "progress=off", "sample_every=0",

@@ -1,10 +1,10 @@
 """Does bfloat16 autocast on the CPU keep quality? The same short mnist-smt and ring8 runs in fp32 and in bf16,
 two seeds each, scored the same way; bf16 passes where its metrics fall within the fp32 seed spread.
 
-    python benchmarks/precision_quality.py                      # 8 runs, resumable, about an hour on 2 cores
+    python benchmarks/precision_quality.py --only mnist-smt     # 4 runs, resumable, about 30 minutes on 2 cores
     python benchmarks/precision_quality.py --report             # rescore finished runs, rewrite the report
 
-mnist-smt runs are shortened alike (2,500 iterations: 500 warm-up + 100 critic-only + SMT) and scored with the
+mnist-smt runs are shortened alike (2,000 iterations: 400 warm-up + 100 critic-only + SMT) and scored with the
 ladder's digit classifier and local features (benchmarks/quality.py); ring8 runs train 6,000 iterations and are
 scored by their own metrics.json (exact mode metrics of the known mixture).
 """
@@ -22,7 +22,7 @@ from runner import RESULTS, ROOT, Ledger, command_line, machine, read_json, run_
 SEEDS = (0, 1)
 PRECISIONS = ("fp32", "bf16")
 RUNS = {  # preset -> (short-run overrides, metrics compared: name -> higher is better)
-    "mnist-smt": (["train.steps=2500", "method.warmup_steps=500", "method.critic_warmup_steps=100",
+    "mnist-smt": (["train.steps=2000", "method.warmup_steps=400", "method.critic_warmup_steps=100",
                    "train.sample_every=0", "train.ckpt_every=2500", "eval.samples=500"],
                   {"digit_score": True, "confident": True, "fd_local": False}),
     "ring8": (["train.steps=6000", "train.sample_every=0", "train.ckpt_every=6000"],

@@ -35,12 +35,13 @@ LEVERS = {  # variant -> (precision, channels_last, compile)
     "channels_last": ("fp32", True, "off"),
     "compile (regional)": ("fp32", False, "blocks"),
     "compile (whole)": ("fp32", False, "whole"),
+    "bf16 + compile (whole)": ("bf16", False, "whole"),
 }
 
 
 def make_trainer(preset: str, batch: int, gen_every: int, folder: str, precision: str, channels_last: bool,
                  compile_mode: str, device: str = "cpu"):
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.trainer import Trainer
 
     from scoremix.data.toy import TOYS
@@ -66,13 +67,16 @@ def make_trainer(preset: str, batch: int, gen_every: int, folder: str, precision
     trainer = Trainer(cfg, os.path.join(folder, f"run-{precision}-{channels_last}-{compile_mode}"),
                       echo=lambda *a, **k: None)
     if compile_mode == "whole":
+        from scoremix.nets.compile import allow_recompiles
+
+        allow_recompiles()
         for net in trainer.method.networks.values():
             net.denoiser.backbone.compile(dynamic=False)  # in place: parameter names unchanged
     return trainer
 
 
 def preset_levers(preset: str) -> tuple[str, bool, str]:
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
 
     t = load_config(preset).train
     return t.precision, t.channels_last, "blocks" if t.compile else "off"
@@ -315,7 +319,7 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", default="digits-smt,mnist-smt,mnist-smt-base")
+    parser.add_argument("--presets", default="digits-smt,mnist-smt,mnist-smt-base,ring8")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--gen-every", type=int, default=3, help="K: critic steps per cycle")
     parser.add_argument("--cycles", type=int, default=8)

@@ -42,7 +42,7 @@ from runner import RESULTS, ResultsFile, Subcommands, read_json, write_text  # n
 
 from scoremix.analytic import GaussianMixture, mixture_of  # noqa: E402
 from scoremix.checkpoint import load_latest_valid  # noqa: E402
-from scoremix.config import load_config  # noqa: E402
+from scoremix.config_loader import load_config  # noqa: E402
 from scoremix.data.toy import make_toy  # noqa: E402
 from scoremix.methods.smt import SMT  # noqa: E402
 from scoremix.metrics.toy import mode_metrics  # noqa: E402

@@ -79,8 +79,8 @@ def _labels(labels, n: int, num_classes: int):
 def generate(path: str, n: int, seed: int = 0, labels: Union[int, Sequence[int], None] = None,
              device: str = "cpu", precision: str = "fp32", *, weights: str = "ema", steps: int | None = None,
              batch_size: int = 250) -> "np.ndarray":
-    """n samples of a trained run in the data's own form: for images and the 2-D toys exactly what
-    `scoremix sample --out FILE.npz` writes; for data.source=points runs in the data file's units.
+    """n samples of a trained run in the data's own form, exactly what `scoremix sample --out FILE.npz`
+    writes; for data.source=points runs in the data file's units.
 
     Images: uint8 (n, H, W, C) (EDM's quantisation of [-1, 1]); sample i draws its noise from its own seed
     (seed * 2654435761 + i) mod 2**32, so a sample never depends on n or batch_size. Vector data: float32
@@ -93,8 +93,7 @@ def generate(path: str, n: int, seed: int = 0, labels: Union[int, Sequence[int],
     weights, steps, device: as in load_sampler."""
     import torch
 
-    from .checkpoint import export_folder_of
-    from .errors import CheckpointError, ConfigError
+    from .errors import ConfigError
     from .precision import check_precision
 
     if int(n) != n or n < 1:
@@ -121,16 +120,27 @@ def generate(path: str, n: int, seed: int = 0, labels: Union[int, Sequence[int],
                     x = sampler(z, labels=lab).float()
                 out.append(quantize_uint8(x).cpu())
         return torch.cat(out).permute(0, 2, 3, 1).contiguous().numpy()
-    from .sampling import points_to_data_units, points_transform, sample
+    from .sampling import sample
 
     x = sample(sampler, n, shape, classes, seed=seed, labels=label_tensor, device=device, precision=precision)
-    cfg = meta["config"]
-    if cfg.data.source == "points":
-        record = points_transform(path, cfg)
-        if record is None:
-            where = "its exported config.json" if export_folder_of(path) else "a data_transform.json beside it"
-            raise CheckpointError(f"'{path}' is a data.source=points run but neither {where} nor the data file "
-                                  f"'{cfg.data.path}' says how its points were standardised; put the run's "
-                                  "data_transform.json (or the data file) back")
-        x = points_to_data_units(x, record)
-    return x.float().numpy()
+    return in_data_units(x, path, meta["config"]).float().numpy()
+
+
+def in_data_units(x: "torch.Tensor", path: str, cfg) -> "torch.Tensor":
+    """Vector samples of the run at `path` (resolved config `cfg`) in the data's own units: for a
+    data.source=points run its standardisation undone (from the run's data_transform.json, an exported
+    folder's config.json, or the data file), as `generate` and `scoremix sample` return them; samples of
+    any other run as they are."""
+    if cfg.data.source != "points":
+        return x
+    from .checkpoint import export_folder_of
+    from .errors import CheckpointError
+    from .sampling import points_to_data_units, points_transform
+
+    record = points_transform(path, cfg)
+    if record is None:
+        where = "its exported config.json" if export_folder_of(path) else "a data_transform.json beside it"
+        raise CheckpointError(f"'{path}' is a data.source=points run but neither {where} nor the data file "
+                              f"'{cfg.data.path}' says how its points were standardised; put the run's "
+                              "data_transform.json (or the data file) back")
+    return points_to_data_units(x, record)

@@ -31,7 +31,8 @@ def _add_sample(sub):
                    "from `scoremix export --format folder`")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--out", required=True, help="output .png (picture), .npz (images: uint8 NHWC 'arr_0' and labels "
-                   "'arr_1', EDM/ADM's convention; 2-D toys: array 'x', labels 'y') or DIR/ (one PNG per image)")
+                   "'arr_1', EDM/ADM's convention; vectors: array 'x', labels 'y', for data.source=points runs in "
+                   "the data file's units, as scoremix.generate returns them) or DIR/ (one PNG per image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", type=int, default=None, help="class label for conditional generators")
     g = p.add_mutually_exclusive_group()
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
+    from .config_loader import load_config
     from .distributed import DistInfo, cleanup, init_distributed
 
     overrides = list(args.overrides)
@@ -220,6 +221,7 @@ def cmd_sample(args) -> int:
     import numpy as np
     import torch
 
+    from .api import in_data_units
     from .plots import image_grid, samples_picture, save_picture
     from .sampling import load_generator, sample
 
@@ -253,6 +255,7 @@ def cmd_sample(args) -> int:
         labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
     x = sample(gen, args.n, shape, classes, seed=args.seed, labels=labels, device=args.device,
                precision=args.precision)
+    x = in_data_units(x, args.checkpoint, cfg)  # points runs: the run's standardisation undone
     try:
         if args.out.endswith(".npz"):
             arrays = {"x": x.numpy()}

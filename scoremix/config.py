@@ -1,14 +1,13 @@
-"""Typed configuration: dataclasses, named presets, YAML files and key=value overrides.
+"""Typed configuration: the dataclasses, key=value coercion and validation.
 
-Resolution order: preset (or a YAML file, which may name a `preset` to start from) -> overrides.
-The resolved config is printed with --dry-run and saved as config.yaml in every run directory.
+The lowest layer of the configuration: presets.py builds Configs from it, and config_loader.load_config
+(above both) resolves a preset or YAML file plus overrides into a validated Config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import typing
 from dataclasses import dataclass, field
 
@@ -291,38 +290,6 @@ def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
         key, _, value = item.partition("=")
         out.append((key.strip(), value.strip()))
     return out
-
-
-def load_config(name_or_file: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Preset name or YAML file, then key=value overrides; validated."""
-    from .presets import PRESETS, get_preset
-
-    name_or_file = name_or_file or "quickstart"
-    if name_or_file in PRESETS:
-        cfg = get_preset(name_or_file)
-    elif name_or_file.endswith((".yaml", ".yml")) or os.path.sep in name_or_file:
-        if not os.path.isfile(name_or_file):
-            raise ConfigError(f"config file '{name_or_file}' does not exist; pass a preset name "
-                              f"({', '.join(PRESETS)}) or a YAML file")
-        try:
-            with open(name_or_file) as fh:
-                data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file '{name_or_file}' is not valid YAML: {str(err).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file '{name_or_file}' must hold a mapping of sections")
-        base = data.get("preset")
-        cfg = get_preset(base) if base else Config()
-        cfg.name = data.get("name", base or os.path.splitext(os.path.basename(name_or_file))[0])
-        apply_dict(cfg, data, source=name_or_file)
-    else:
-        close = difflib.get_close_matches(name_or_file, list(PRESETS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown preset '{name_or_file}'{hint} (presets: {', '.join(PRESETS)}; or a .yaml file)")
-    for key, value in parse_overrides(overrides or []):
-        set_value(cfg, key, value)
-    validate(cfg)
-    return cfg
 
 
 def config_from_dict(data: dict) -> Config:

@@ -148,9 +148,6 @@ def imagenet64_smt() -> Config:
 
 
 def _cpu_images(name: str, source: str, conditional: bool = False) -> Config:
-    """CPU image presets: small U-Nets under bfloat16 autocast (about 1.3-2x faster per iteration on CPUs
-    with AVX-512 BF16 / AMX than fp32, with quality within the fp32 seed spread:
-    benchmarks/results/throughput-cpu.md, precision-quality.md)."""
     cfg = Config(name=name)
     cfg.data.source = source
     cfg.data.conditional = conditional
@@ -166,8 +163,15 @@ def _cpu_images(name: str, source: str, conditional: bool = False) -> Config:
     cfg.train.sample_every = 500
     cfg.train.ckpt_every = 500
     cfg.train.log_every = 100
-    cfg.train.precision = "bf16"
     cfg.eval.samples = 2000
+    return cfg
+
+
+def _cpu_bf16(cfg: Config) -> Config:
+    """bfloat16 autocast for the MNIST presets: their 28x28 U-Nets train 1.3x faster per SMT cycle than in fp32
+    on this 2-core CPU (AVX-512 BF16 / AMX), at quality within the fp32 seed spread; the 8x8 digits presets
+    stay fp32, where bf16 gains nothing (benchmarks/results/throughput-cpu.md, precision-quality.md)."""
+    cfg.train.precision = "bf16"
     return cfg
 
 
@@ -179,7 +183,7 @@ def _mnist_cpu(name: str, conditional: bool) -> Config:
     the warmed-up generator starts diverse and digit-like instead of as the mean image. The critic then
     learns both scores for 300 iterations before the generator's first SMT step.
     """
-    cfg = _cpu_images(name, "mnist", conditional)
+    cfg = _cpu_bf16(_cpu_images(name, "mnist", conditional))
     cfg.data.resolution = 28
     cfg.noise.generator_sigma = 2.5
     cfg.method.warmup_steps = 1500
@@ -270,7 +274,7 @@ def _mnist_distill(name: str, method: str) -> Config:
     sigma 2.5 rather than sigma_max 80 (as mnist-smt does, for diversity from the first step): it starts
     as the teacher's one-step denoiser of 2.5 z. The small head (method.head=small) on the U-Net's 7x7
     bottleneck; joint features as released (the library default)."""
-    cfg = _cpu_images(name, "mnist")
+    cfg = _cpu_bf16(_cpu_images(name, "mnist"))
     cfg.data.resolution = 28
     cfg.method.name = method
     cfg.method.teacher = None
@@ -388,7 +392,7 @@ def digits_edm() -> Config:
 
 def mnist_edm() -> Config:
     """Diffusion teacher on MNIST 5k (28x28, small U-Net) for SMD/DMD students: 24 min on a shared 2-core machine."""
-    cfg = _cpu_images("mnist-edm", "mnist")
+    cfg = _cpu_bf16(_cpu_images("mnist-edm", "mnist"))
     _edm(cfg)
     cfg.data.resolution = 28
     cfg.data.batch_size = 32
@@ -435,14 +439,14 @@ def mnist_edm_base() -> Config:
 
 
 def _ladder_distill(name: str, method: str) -> Config:
-    """Ladder students of a mnist-edm-base teacher (method.teacher=RUN): mnist-smd's settings for 4k iterations."""
+    """Ladder students of a mnist-edm-base teacher (method.teacher=RUN): mnist-smd's settings for 3k iterations."""
     cfg = _ladder(_mnist_distill(name, method))
-    cfg.train.steps = 4000
+    cfg.train.steps = 3000
     return cfg
 
 
 def mnist_smd_base() -> Config:
-    """Ladder: SMD one-step student of a mnist-edm-base teacher run (method.teacher=RUN), 4k iterations."""
+    """Ladder: SMD one-step student of a mnist-edm-base teacher run (method.teacher=RUN), 3k iterations."""
     return _ladder_distill("mnist-smd-base", "smd")
 
 
@@ -452,18 +456,19 @@ def mnist_dmd_base() -> Config:
 
 
 def mnist_smt_base() -> Config:
-    """Ladder: SMT from scratch with the ladder U-Net for generator and critic, 6k iterations."""
+    """Ladder: SMT from scratch with the ladder U-Net for generator and critic, 4.5k iterations (1.5k of them
+    generator warm-up)."""
     cfg = _ladder(mnist_smt())
     cfg.name = "mnist-smt-base"
-    cfg.train.steps = 6000
+    cfg.train.steps = 4500
     return cfg
 
 
 def mnist_gan_base() -> Config:
-    """Ladder: the non-saturating GAN baseline with mnist-smt-base's networks, 6k iterations."""
+    """Ladder: the non-saturating GAN baseline with mnist-smt-base's networks, 4.5k iterations."""
     cfg = _ladder(mnist_gan())
     cfg.name = "mnist-gan-base"
-    cfg.train.steps = 6000
+    cfg.train.steps = 4500
     return cfg
 
 

@@ -17,7 +17,7 @@ def tiny_overrides(**extra):
 
 @pytest.fixture
 def tiny_cfg():
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
 
     def make(preset="ring8", **extra):
         return load_config(preset, tiny_overrides(**extra))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from scoremix import checkpoint as ckpt
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.nets.build import build_diffusion_denoiser, build_generator
 
 IMAGE_NETS = ["channels=16", "channel_mult=[1,2]", "blocks=1", "attention=[4]"]

@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 def _train(out: str, overrides: list, world: int = 1, rank: int = 0, resume: str | None = None) -> None:
     """Train to STEPS with the Trainer's own step (no pictures or metrics), saving a checkpoint every 2 steps."""
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.distributed import DistInfo
     from scoremix.trainer import Trainer
 

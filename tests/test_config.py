@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from scoremix.config import Config, config_from_dict, load_config
+from scoremix.config import Config, config_from_dict
+from scoremix.config_loader import load_config
 from scoremix.errors import ConfigError
 from scoremix.presets import PRESETS
 

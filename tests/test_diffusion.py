@@ -11,7 +11,8 @@ import scoremix
 from scoremix import checkpoint as ckpt
 from scoremix.analytic import GaussianMixture
 from scoremix.cli import main
-from scoremix.config import NetConfig, load_config
+from scoremix.config import NetConfig
+from scoremix.config_loader import load_config
 from scoremix.errors import ConfigError, TeacherError
 from scoremix.methods import build_method
 from scoremix.nets.build import build_backbone

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scoremix.config import NetConfig, load_config
+from scoremix.config import NetConfig
+from scoremix.config_loader import load_config
 from scoremix.errors import ConfigError
 from scoremix.methods import build_method
 from scoremix.nets.build import build_backbone, build_head, count_parameters

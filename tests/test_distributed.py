@@ -46,7 +46,7 @@ def _compare_worker(rank: int, world: int, port: int, folder: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.distributed import cleanup, init_distributed
     from scoremix.trainer import Trainer
     from tests.conftest import tiny_overrides

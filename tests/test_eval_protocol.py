@@ -12,7 +12,7 @@ from PIL import Image
 pytest.importorskip("scipy")
 
 from scoremix.cli import main  # noqa: E402
-from scoremix.config import load_config  # noqa: E402
+from scoremix.config_loader import load_config  # noqa: E402
 from scoremix.errors import ConfigError  # noqa: E402
 from scoremix.eval_protocol import (generate_uint8, load_reference, metric_suffix, quantize_uint8,  # noqa: E402
                                     sample_noise, save_reference)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from scoremix.analytic import GaussianMixture
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.methods.smt import SMT
 
 F64 = torch.float64

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.errors import ConfigError, DataError
 
 

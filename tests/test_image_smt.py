@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.trainer import Trainer
 
 SMALL = {"unet": ["generator.channels=8", "score.channels=8", "generator.channel_mult=[1,2]",

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.errors import ConfigError, TeacherError
 from scoremix.methods import build_method
 from scoremix.nets.build import build_backbone

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scoremix.cli import main
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.data import build_dataset, build_source
 from scoremix.data.points import PointsDataset
 from scoremix.errors import ConfigError, DataError

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.evaluate import generate_samples
 from scoremix.nets.embeddings import InputFourierFeatures
 from scoremix.nets.mlp import MLPHead

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import quality  # noqa: E402
 
-from scoremix.config import load_config  # noqa: E402
+from scoremix.config_loader import load_config  # noqa: E402
 
 
 @pytest.mark.parametrize("budget", sorted(quality.BUDGETS))

@@ -329,7 +329,7 @@ def test_critic_mode_during_the_generator_step(tiny_cfg, eval_in_gen):
 # ------------------------------------------------------------------------------------ preset settings
 @pytest.mark.parametrize("preset", ["cifar10-smt", "imagenet64-smt"])
 def test_image_presets_train_the_critic_alone_after_the_generator_warmup(preset):
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
 
     m = load_config(preset).method
     assert m.warmup_steps > 0 and m.critic_warmup_steps == 2000
@@ -337,7 +337,7 @@ def test_image_presets_train_the_critic_alone_after_the_generator_warmup(preset)
 
 
 def test_unknown_gan_disc_alpha_is_a_config_error():
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.errors import ConfigError
 
     with pytest.raises(ConfigError, match="gan_disc_alpha"):

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from scoremix.config import load_config
+from scoremix.config_loader import load_config
 from scoremix.trainer import Trainer
 
 
@@ -46,7 +46,7 @@ def test_mode_metrics_on_exact_samples_and_a_collapsed_generator():
 def test_evaluator_reuses_reference_terms_without_changing_any_metric():
     """The Evaluator caches the reference-only terms (E|Y - Y'|, the energy floor, the held-out k-NN radii);
     every metric must equal the uncached computation, for each of several generators in turn."""
-    from scoremix.config import load_config
+    from scoremix.config_loader import load_config
     from scoremix.evaluate import Evaluator
     from scoremix.metrics.toy import sample_metrics
 

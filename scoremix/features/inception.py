@@ -26,7 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError
-from . import FeatureExtractor, file_sha256
+from .extractor import FeatureExtractor, file_sha256
 
 INCEPTION_SIZE = 299
 

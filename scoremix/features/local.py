@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..metrics.digits import DigitClassifier, train_digit_classifier
-from . import FeatureExtractor, file_sha256
+from .extractor import FeatureExtractor, file_sha256
 
 FORMAT = "scoremix-features"
 ARCH = "digit-cnn"

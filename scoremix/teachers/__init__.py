@@ -27,6 +27,7 @@ import json
 import os
 
 from ..errors import TeacherError
+from .frozen import freeze
 
 
 def _is_diffusers_folder(path: str) -> bool:
@@ -61,14 +62,6 @@ def load_teacher(spec: str, device="cpu", data_cfg=None):
         return load_diffusers_unet(spec, device=device)
     from .run import load_run_teacher
     return load_run_teacher(spec, device=device)
-
-
-def freeze(module):
-    """Eval mode and no gradients: what every loader returns."""
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
 
 
 __all__ = ["load_teacher", "freeze"]

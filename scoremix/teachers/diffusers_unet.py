@@ -41,7 +41,7 @@ from torch import nn
 from ..errors import TeacherError
 from ..precond import _expand
 from ..precond_variants import BETA_SCHEDULES, ddpm_alphas_cumprod, ddpm_betas, ddpm_sigmas, timestep_from_sigma
-from . import freeze
+from .frozen import freeze
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 

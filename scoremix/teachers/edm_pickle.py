@@ -30,7 +30,7 @@ from ..config import NetConfig
 from ..errors import TeacherError
 from ..nets.build import build_backbone, count_parameters
 from ..precond_variants import PreconditionedDenoiser, VPSchedule
-from . import freeze
+from .frozen import freeze
 from .safe_pickle import PersistentRecord, RecordedObject, safe_load
 
 # EDM's constructor defaults (training/networks.py), used for arguments a file does not record.

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, TeacherError
-from . import freeze
+from .frozen import freeze
 
 
 class DenoiserTeacher(nn.Module):
