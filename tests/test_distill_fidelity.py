@@ -253,7 +253,7 @@ SMD_DMD_PRESETS = {
 }
 # the MNIST quality ladder's students: mnist-smd / mnist-dmd's settings on the larger U-Net, with a holdout
 for _method in ("smd", "dmd"):
-    SMD_DMD_PRESETS[f"mnist-{_method}-base"] = {**SMD_DMD_PRESETS[f"mnist-{_method}"], "train.steps": 4000,
+    SMD_DMD_PRESETS[f"mnist-{_method}-base"] = {**SMD_DMD_PRESETS[f"mnist-{_method}"], "train.steps": 3000,
                                                  "data.holdout": 500, "score.blocks": 2, "train.precision": "bf16"}
 
 
