@@ -53,9 +53,13 @@ print(json.dumps({"writer": writer, "state_mib": mib, "rss_before_state_mib": ro
 
 def measure(writer: str, mib: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(mib), writer, os.path.join(folder, "state.pt")],
-                             capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"})
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(mib), writer, os.path.join(folder, "state.pt")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"},
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

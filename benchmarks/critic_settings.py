@@ -56,10 +56,15 @@ class FixedGaussianFake(torch.nn.Module):
 def train_critic_alone(method: SMT, source, steps: int):
     cfg = method.cfg
     critic = method.networks["critic"]
-    opt = torch.optim.AdamW(critic.parameters(), lr=cfg.optim.lr_score, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                            weight_decay=cfg.optim.weight_decay)
+    opt = torch.optim.AdamW(
+        critic.parameters(),
+        lr=cfg.optim.lr_score,
+        betas=(cfg.optim.beta1, cfg.optim.beta2),
+        weight_decay=cfg.optim.weight_decay,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: lr_factor(k, cfg.optim.lr_warmup, steps, cfg.optim.score_schedule))
+        opt, lambda k: lr_factor(k, cfg.optim.lr_warmup, steps, cfg.optim.score_schedule)
+    )
     for step in range(steps):
         x, labels = source(step)
         loss, _ = method.loss("critic", (x, labels), step)
@@ -86,8 +91,7 @@ def alpha_experiment(args):
             method.networks["generator"] = method.train_networks["generator"] = FixedGaussianFake(FAKE_STD[args.data])
             gen = torch.Generator().manual_seed(seed)
             start = time.time()
-            train_critic_alone(method, lambda step: (data.sample(cfg.data.batch_size, generator=gen), None),
-                               args.steps)
+            train_critic_alone(method, lambda step: (data.sample(cfg.data.batch_size, generator=gen), None), args.steps)
             seconds = time.time() - start
             net = method.networks["critic"].denoiser.eval()
             errors = {}
@@ -96,22 +100,39 @@ def alpha_experiment(args):
                 m = mixture_of(p, q, a)
                 for where, law in (("fake", q), ("mixture", m)):
                     for s in SIGMAS:
-                        x_t = law.sample(4000, generator=eval_gen) + s * torch.randn(4000, 2, generator=eval_gen,
-                                                                                     dtype=torch.float64)
+                        x_t = law.sample(4000, generator=eval_gen) + s * torch.randn(
+                            4000, 2, generator=eval_gen, dtype=torch.float64
+                        )
                         with torch.no_grad():
                             d = net(x_t.float(), torch.full((4000,), s), alpha=torch.full((4000,), a)).double()
                         exact = m.denoiser(x_t, s)
                         rms = ((d - exact).pow(2).sum(1).mean().sqrt() / s).item()
                         errors[f"{where}/alpha={a}/sigma={s}"] = round(rms, 4)
-            runs.append({"sampler": sampler, "seed": seed, "steps": args.steps, "train_seconds": round(seconds, 1),
-                         "errors": errors})
-            print(sampler, seed, round(seconds, 1), {k: v for k, v in errors.items() if k.startswith("fake")},
-                  flush=True)
+            runs.append(
+                {
+                    "sampler": sampler,
+                    "seed": seed,
+                    "steps": args.steps,
+                    "train_seconds": round(seconds, 1),
+                    "errors": errors,
+                }
+            )
+            print(
+                sampler, seed, round(seconds, 1), {k: v for k, v in errors.items() if k.startswith("fake")}, flush=True
+            )
     key = "alpha" if args.data == "ring8" else f"alpha-{args.data}"
-    STORE.save(key, {"command": f"python benchmarks/critic_settings.py alpha --data {args.data} --steps {args.steps} "
-                                "--seeds " + " ".join(map(str, args.seeds)) + " --samplers " + " ".join(args.samplers),
-                     "data": args.data, "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)", "sigmas": SIGMAS,
-                     "alphas": ALPHAS, "runs": runs})
+    STORE.save(
+        key,
+        {
+            "command": f"python benchmarks/critic_settings.py alpha --data {args.data} --steps {args.steps} "
+            "--seeds " + " ".join(map(str, args.seeds)) + " --samplers " + " ".join(args.samplers),
+            "data": args.data,
+            "fake": f"N(0, {FAKE_STD[args.data]}^2 I) (fixed)",
+            "sigmas": SIGMAS,
+            "alphas": ALPHAS,
+            "runs": runs,
+        },
+    )
 
 
 def dropout_experiment(args):
@@ -119,9 +140,20 @@ def dropout_experiment(args):
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config("digits-smt", ["score.dropout=0.13", "method.gan=false", "method.warmup_steps=0",
-                                         f"method.critic_warmup_steps={args.steps}", f"steps={args.steps}",
-                                         "progress=false", "sample_every=0", "ckpt_every=0", "batch_size=64"])
+        cfg = load_config(
+            "digits-smt",
+            [
+                "score.dropout=0.13",
+                "method.gan=false",
+                "method.warmup_steps=0",
+                f"method.critic_warmup_steps={args.steps}",
+                f"steps={args.steps}",
+                "progress=false",
+                "sample_every=0",
+                "ckpt_every=0",
+                "batch_size=64",
+            ],
+        )
         tr = Trainer(cfg, os.path.join(tmp, "run"))
         start = time.time()
         for _ in range(args.steps):
@@ -156,57 +188,82 @@ def dropout_experiment(args):
             stack = torch.stack([c[idx] for c in train_calls])
             mean = stack.mean(0)
             single = sum(rel(stack[k], mean) for k in range(args.masks)) / args.masks
-            out[name] = {"train_mode_one_call_vs_mask_mean": round(single, 4),
-                         "eval_mode_vs_mask_mean": round(rel(eval_value, mean), 4),
-                         "train_mode_one_call_vs_eval": round(sum(rel(stack[k], eval_value)
-                                                                  for k in range(args.masks)) / args.masks, 4)}
+            out[name] = {
+                "train_mode_one_call_vs_mask_mean": round(single, 4),
+                "eval_mode_vs_mask_mean": round(rel(eval_value, mean), 4),
+                "train_mode_one_call_vs_eval": round(
+                    sum(rel(stack[k], eval_value) for k in range(args.masks)) / args.masks, 4
+                ),
+            }
         critic.train(True)
     print(json.dumps(out, indent=2))
-    STORE.save("dropout", {"command": f"python benchmarks/critic_settings.py dropout --steps {args.steps} "
-                                      f"--masks {args.masks}",
-                           "critic": "digits-smt U-Net, score.dropout=0.13, trained alone against the untrained "
-                                     "generator",
-                           "train_seconds": round(seconds, 1), "samples": n, "masks": args.masks,
-                           "relative_errors": out})
+    STORE.save(
+        "dropout",
+        {
+            "command": f"python benchmarks/critic_settings.py dropout --steps {args.steps} --masks {args.masks}",
+            "critic": "digits-smt U-Net, score.dropout=0.13, trained alone against the untrained generator",
+            "train_seconds": round(seconds, 1),
+            "samples": n,
+            "masks": args.masks,
+            "relative_errors": out,
+        },
+    )
 
 
 def report(_args=None):
     data = STORE.load()
-    lines = ["# Critic settings (issue 9, section 3)", "",
-             "Written by `python benchmarks/critic_settings.py report` from critic_settings.json; measured on a "
-             "shared 2-core machine (times are inflated by other jobs).", ""]
+    lines = [
+        "# Critic settings (issue 9, section 3)",
+        "",
+        "Written by `python benchmarks/critic_settings.py report` from critic_settings.json; measured on a "
+        "shared 2-core machine (times are inflated by other jobs).",
+        "",
+    ]
     for key in [k for k in data if k.startswith("alpha")]:
         a = data[key]
         samplers = list(dict.fromkeys(r["sampler"] for r in a["runs"]))
-        lines += [f"## D's error under the score alpha samplers {', '.join(samplers)} ({a.get('data', 'ring8')})", "",
-                  f"Command: `{a['command']}`. Critic of the ring8 preset (GAN off) trained alone against a fixed "
-                  f"fake {a['fake']}; RMS ||D - D*|| / sigma against the exact mixture denoiser, mean over seeds "
-                  f"{sorted({r['seed'] for r in a['runs']})}. x_t from the fake q_t (where the generator step "
-                  "evaluates D) and from m_alpha,t.", ""]
+        lines += [
+            f"## D's error under the score alpha samplers {', '.join(samplers)} ({a.get('data', 'ring8')})",
+            "",
+            f"Command: `{a['command']}`. Critic of the ring8 preset (GAN off) trained alone against a fixed "
+            f"fake {a['fake']}; RMS ||D - D*|| / sigma against the exact mixture denoiser, mean over seeds "
+            f"{sorted({r['seed'] for r in a['runs']})}. x_t from the fake q_t (where the generator step "
+            "evaluates D) and from m_alpha,t.",
+            "",
+        ]
         for where in ("fake", "mixture"):
-            lines += [f"x_t ~ {'q_t' if where == 'fake' else 'm_alpha,t'}:", "",
-                      "| alpha | sampler | " + " | ".join(f"sigma {s}" for s in a["sigmas"]) + " |",
-                      "|---|---|" + "---|" * len(a["sigmas"])]
+            lines += [
+                f"x_t ~ {'q_t' if where == 'fake' else 'm_alpha,t'}:",
+                "",
+                "| alpha | sampler | " + " | ".join(f"sigma {s}" for s in a["sigmas"]) + " |",
+                "|---|---|" + "---|" * len(a["sigmas"]),
+            ]
             for al in a["alphas"]:
                 for sampler in samplers:
                     runs = [r for r in a["runs"] if r["sampler"] == sampler]
-                    vals = [sum(r["errors"][f"{where}/alpha={al}/sigma={s}"] for r in runs) / len(runs)
-                            for s in a["sigmas"]]
+                    vals = [
+                        sum(r["errors"][f"{where}/alpha={al}/sigma={s}"] for r in runs) / len(runs) for s in a["sigmas"]
+                    ]
                     lines.append(f"| {al} | {sampler} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
             lines.append("")
     if "dropout" in data:
         d = data["dropout"]
-        lines += ["## Dropout noise in the generator step's critic call", "",
-                  f"Command: `{d['command']}`. {d['critic']} ({d['train_seconds']} s); {d['samples']} generator "
-                  f"samples, {d['masks']} train-mode calls. Per-sample relative distance ||a - b|| / ||b||, averaged:",
-                  "",
-                  "| quantity | one train-mode call vs mean over masks | eval mode vs mean over masks "
-                  "| one train-mode call vs eval mode |",
-                  "|---|---|---|---|"]
+        lines += [
+            "## Dropout noise in the generator step's critic call",
+            "",
+            f"Command: `{d['command']}`. {d['critic']} ({d['train_seconds']} s); {d['samples']} generator "
+            f"samples, {d['masks']} train-mode calls. Per-sample relative distance ||a - b|| / ||b||, averaged:",
+            "",
+            "| quantity | one train-mode call vs mean over masks | eval mode vs mean over masks "
+            "| one train-mode call vs eval mode |",
+            "|---|---|---|---|",
+        ]
         for name, v in d["relative_errors"].items():
-            lines.append(f"| {name} | {v['train_mode_one_call_vs_mask_mean']:.3f} | "
-                         f"{v['eval_mode_vs_mask_mean']:.3f} | "
-                         f"{v['train_mode_one_call_vs_eval']:.3f} |")
+            lines.append(
+                f"| {name} | {v['train_mode_one_call_vs_mask_mean']:.3f} | "
+                f"{v['eval_mode_vs_mask_mean']:.3f} | "
+                f"{v['train_mode_one_call_vs_eval']:.3f} |"
+            )
         lines.append("")
     write_text(os.path.join(RESULTS, "critic_settings.md"), "\n".join(lines))
     print("\n".join(lines))

@@ -40,10 +40,18 @@ def train(preset: str, work: str, threads: int, extra: list[str]) -> dict:
     out = os.path.join(work, preset)
     args = ["--config", preset, "progress=false", *extra]
     run, metrics = train_logged(args, out, threads, cwd=os.getcwd())
-    return {"preset": preset, "command": "scoremix train " + " ".join(args) + f" --out {out}",
-            "wall_seconds": run["wall_s"], "cpu_seconds": run["cpu_s"], "train_seconds": metrics["train_seconds"],
-            "steps": metrics["step"], "raw": metrics.get("raw"), "ema": metrics.get("ema"), "run": out,
-            "picture": os.path.join(out, "samples", "final.png")}
+    return {
+        "preset": preset,
+        "command": "scoremix train " + " ".join(args) + f" --out {out}",
+        "wall_seconds": run["wall_s"],
+        "cpu_seconds": run["cpu_s"],
+        "train_seconds": metrics["train_seconds"],
+        "steps": metrics["step"],
+        "raw": metrics.get("raw"),
+        "ema": metrics.get("ema"),
+        "run": out,
+        "picture": os.path.join(out, "samples", "final.png"),
+    }
 
 
 def write_picture(panels: list[tuple[str, str]], path: str) -> None:
@@ -76,20 +84,40 @@ def mnist_part(teacher_path: str, work: str, threads: int, extra: list[str], n: 
     (x_train, y_train), (x_test, y_test) = real_split(resolution)
     classifier = train_digit_classifier(x_train, y_train, seed=0)
     probs = class_probabilities(classifier, x_test)
-    result = {"teacher": teacher_path, "teacher_step": info.get("step"), "samples": n,
-              "classifier_test_accuracy": float((probs.argmax(1) == y_test).double().mean()),
-              "real_holdout": digit_scores(probs), "teacher_heun": [], "students": []}
+    result = {
+        "teacher": teacher_path,
+        "teacher_step": info.get("step"),
+        "samples": n,
+        "classifier_test_accuracy": float((probs.argmax(1) == y_test).double().mean()),
+        "real_holdout": digit_scores(probs),
+        "teacher_heun": [],
+        "students": [],
+    }
     shape = tuple(info["data_shape"])
     z = torch.randn(n, *shape, generator=torch.Generator().manual_seed(777))
     pictures = []
     for steps in HEUN_STEPS:
         t0, c0 = time.time(), time.process_time()
-        xs = torch.cat([heun_sample(teacher, z[i:i + 250], steps=steps, sigma_min=info.get("sigma_min", 0.002),
-                                    sigma_max=info.get("sigma_max", 80.0), rho=info.get("rho", 7.0)).float()
-                        for i in range(0, n, 250)])
-        entry = {"steps": steps, "evaluations": 2 * steps - 1, "wall_seconds": round(time.time() - t0, 1),
-                 "cpu_seconds": round(time.process_time() - c0, 1),
-                 **digit_scores(class_probabilities(classifier, xs.clamp(-1, 1)))}
+        xs = torch.cat(
+            [
+                heun_sample(
+                    teacher,
+                    z[i : i + 250],
+                    steps=steps,
+                    sigma_min=info.get("sigma_min", 0.002),
+                    sigma_max=info.get("sigma_max", 80.0),
+                    rho=info.get("rho", 7.0),
+                ).float()
+                for i in range(0, n, 250)
+            ]
+        )
+        entry = {
+            "steps": steps,
+            "evaluations": 2 * steps - 1,
+            "wall_seconds": round(time.time() - t0, 1),
+            "cpu_seconds": round(time.process_time() - c0, 1),
+            **digit_scores(class_probabilities(classifier, xs.clamp(-1, 1))),
+        }
         result["teacher_heun"].append(entry)
         pic = os.path.join(work, f"mnist-teacher-heun{steps}.png")
         save_picture(image_grid(xs[:64]), pic)
@@ -121,20 +149,34 @@ def main() -> int:
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     m = machine()
-    report = {"command": command_line(__file__, sys.argv[1:]),
-              "machine": {"platform": m["platform"], "cpus": m["cpu_count"], "python": m["python"],
-                          "torch": m["torch"], "threads_per_run": args.threads,
-                          "note": "shared 2-core machine: wall times are inflated by other jobs; CPU seconds "
-                                  "are the child's user+system time"},
-              "ring8": [], "mnist": None}
+    report = {
+        "command": command_line(__file__, sys.argv[1:]),
+        "machine": {
+            "platform": m["platform"],
+            "cpus": m["cpu_count"],
+            "python": m["python"],
+            "torch": m["torch"],
+            "threads_per_run": args.threads,
+            "note": "shared 2-core machine: wall times are inflated by other jobs; CPU seconds "
+            "are the child's user+system time",
+        },
+        "ring8": [],
+        "mnist": None,
+    }
     pictures = []
     previous = os.path.join(args.out, "distill.json")
     earlier = read_json(previous) if args.skip_ring8 else None
     if earlier is not None:  # keep the ring8 results of an earlier invocation
         report["ring8"] = earlier.get("ring8", [])
         report["ring8_command"] = earlier.get("ring8_command", earlier["command"])
-        pictures += [(f"{r['preset']}: one-step student (EMA, left) vs data (right), {r['steps']} iterations, "
-                      f"{r['cpu_seconds']:.0f} CPU s", r["picture"]) for r in report["ring8"]]
+        pictures += [
+            (
+                f"{r['preset']}: one-step student (EMA, left) vs data (right), {r['steps']} iterations, "
+                f"{r['cpu_seconds']:.0f} CPU s",
+                r["picture"],
+            )
+            for r in report["ring8"]
+        ]
     else:
         report["ring8_command"] = report["command"]
     if not args.skip_ring8:
@@ -144,8 +186,13 @@ def main() -> int:
                 if run.get(which):
                     run[which]["meets_ring8_bar"] = meets_ring8_bar(run[which])
             report["ring8"].append(run)
-            pictures.append((f"{preset}: one-step student (EMA, left) vs data (right), {run['steps']} iterations, "
-                             f"{run['cpu_seconds']:.0f} CPU s", run["picture"]))
+            pictures.append(
+                (
+                    f"{preset}: one-step student (EMA, left) vs data (right), {run['steps']} iterations, "
+                    f"{run['cpu_seconds']:.0f} CPU s",
+                    run["picture"],
+                )
+            )
             print(f"{preset}: {json.dumps(run['ema'])}", flush=True)
     if args.teacher:
         report["mnist"] = mnist_part(args.teacher, args.work, args.threads, args.extra, args.mnist_samples)
@@ -163,40 +210,58 @@ def fmt(v) -> str:
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = ["# Distillation benchmark", "", f"Command: `{report['command']}` — {m['cpus']} CPUs, "
-             f"{m['threads_per_run']} thread(s) per run, torch {m['torch']}. {m['note']}.", ""]
+    lines = [
+        "# Distillation benchmark",
+        "",
+        f"Command: `{report['command']}` — {m['cpus']} CPUs, "
+        f"{m['threads_per_run']} thread(s) per run, torch {m['torch']}. {m['note']}.",
+        "",
+    ]
     if report["ring8"]:
-        lines += ["## ring8, analytic teacher", "",
-                  "| run | weights | iterations | CPU s | wall s | " + " | ".join(SHOWN) + " | bar |",
-                  "|---" * (len(SHOWN) + 6) + "|"]
+        lines += [
+            "## ring8, analytic teacher",
+            "",
+            "| run | weights | iterations | CPU s | wall s | " + " | ".join(SHOWN) + " | bar |",
+            "|---" * (len(SHOWN) + 6) + "|",
+        ]
         for r in report["ring8"]:
             for which in ("raw", "ema"):
                 if r.get(which):
                     v = r[which]
                     cells = [fmt(v.get(k)) for k in SHOWN] + ["met" if v["meets_ring8_bar"] else "not met"]
-                    lines.append(f"| {r['preset']} | {which} | {r['steps']} | {r['cpu_seconds']:.0f} | "
-                                 f"{r['wall_seconds']:.0f} | " + " | ".join(cells) + " |")
+                    lines.append(
+                        f"| {r['preset']} | {which} | {r['steps']} | {r['cpu_seconds']:.0f} | "
+                        f"{r['wall_seconds']:.0f} | " + " | ".join(cells) + " |"
+                    )
         lines += ["", f"Made by `{report['ring8_command']}`; each run is:", ""]
         lines += [f"- `{r['command']}`" for r in report["ring8"]] + [""]
     mn = report.get("mnist")
     if mn:
-        lines += ["## MNIST 5k, teacher from mnist-edm", "",
-                  f"Teacher `{mn['teacher']}`; digit classifier test accuracy {mn['classifier_test_accuracy']:.3f}; "
-                  f"{mn['samples']} samples each.", "",
-                  "| sampler | network evaluations | CPU s | digit score | confident | coverage |",
-                  "|---|---|---|---|---|---|",
-                  f"| real held-out digits | – | – | {mn['real_holdout']['digit_score']:.2f} | "
-                  f"{mn['real_holdout']['confident']:.3f} | {mn['real_holdout']['class_coverage']:.2f} |"]
+        lines += [
+            "## MNIST 5k, teacher from mnist-edm",
+            "",
+            f"Teacher `{mn['teacher']}`; digit classifier test accuracy {mn['classifier_test_accuracy']:.3f}; "
+            f"{mn['samples']} samples each.",
+            "",
+            "| sampler | network evaluations | CPU s | digit score | confident | coverage |",
+            "|---|---|---|---|---|---|",
+            f"| real held-out digits | – | – | {mn['real_holdout']['digit_score']:.2f} | "
+            f"{mn['real_holdout']['confident']:.3f} | {mn['real_holdout']['class_coverage']:.2f} |",
+        ]
         for e in mn["teacher_heun"]:
-            lines.append(f"| teacher, Heun {e['steps']} steps | {e['evaluations']} | {e['cpu_seconds']:.0f} | "
-                         f"{e['digit_score']:.2f} | {e['confident']:.3f} | {e['class_coverage']:.2f} |")
+            lines.append(
+                f"| teacher, Heun {e['steps']} steps | {e['evaluations']} | {e['cpu_seconds']:.0f} | "
+                f"{e['digit_score']:.2f} | {e['confident']:.3f} | {e['class_coverage']:.2f} |"
+            )
         for r in mn["students"]:
             for which in ("raw", "ema"):
                 if r.get(which):
                     v = r[which]
-                    lines.append(f"| {r['preset']} ({which}), {r['steps']} iterations, {r['cpu_seconds']:.0f} CPU s "
-                                 f"to train | 1 | – | {v['digit_score']:.2f} | {v['confident']:.3f} | "
-                                 f"{v['class_coverage']:.2f} |")
+                    lines.append(
+                        f"| {r['preset']} ({which}), {r['steps']} iterations, {r['cpu_seconds']:.0f} CPU s "
+                        f"to train | 1 | – | {v['digit_score']:.2f} | {v['confident']:.3f} | "
+                        f"{v['class_coverage']:.2f} |"
+                    )
         lines += [""] + [f"- `{r['command']}`" for r in mn["students"]] + [""]
     return "\n".join(lines) + "\n"
 

@@ -26,8 +26,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scoremix.cli_eval import load_data  # noqa: E402
 from scoremix.data.images import tensor_to_uint8  # noqa: E402
-from scoremix.eval_protocol import (evaluate_samplers, load_samplers, metric_suffix, quantize_uint8,  # noqa: E402
-                                    run_checkpoints, sample_noise)
+from scoremix.eval_protocol import (  # noqa: E402
+    evaluate_samplers,
+    load_samplers,
+    metric_suffix,
+    quantize_uint8,
+    run_checkpoints,
+    sample_noise,
+)
 from scoremix.features import extract_all, fid_helper_file, load_extractor  # noqa: E402
 from scoremix.features.local import save_local_features, train_local_features  # noqa: E402
 from scoremix.metrics.image import feature_statistics, frechet_distance, kernel_distance  # noqa: E402
@@ -71,8 +77,12 @@ def section(extractor, half_a, half_b, x_b, levels, batch, kid_subsets) -> dict:
     fa, _ = extract_all(extractor, half_a, batch)
     fb, _ = extract_all(extractor, half_b, batch)
     cpu_per_1000 = (time.process_time() - t0) / (half_a.shape[0] + half_b.shape[0]) * 1000
-    out = {"n_per_set": int(half_a.shape[0]), "floor": fd_kd(fa, fb, kid_subsets), "noise": {},
-           "cpu_seconds_per_1000_images": round(cpu_per_1000, 2)}
+    out = {
+        "n_per_set": int(half_a.shape[0]),
+        "floor": fd_kd(fa, fb, kid_subsets),
+        "noise": {},
+        "cpu_seconds_per_1000_images": round(cpu_per_1000, 2),
+    }
     for sigma in levels:
         fn, _ = extract_all(extractor, noisy_copy(x_b, sigma, seed=1), batch)
         out["noise"][str(sigma)] = fd_kd(fa, fn, kid_subsets)
@@ -104,9 +114,12 @@ def main(argv=None) -> dict:
             fh.write(markdown(result, args))
         return result
     t_start = time.time()
-    result = {"command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
-              "machine": "shared 2-core CPU machine (other jobs running); times are inflated",
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
+    result = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+        "machine": "shared 2-core CPU machine (other jobs running); times are inflated",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
     dataset = load_data("mnist", 28)
     x, _ = dataset.get(np.arange(len(dataset)))
@@ -138,23 +151,46 @@ def main(argv=None) -> dict:
         save(result, args, t_start)
 
     if args.run:
-        ref = {"mu": None, "sigma": None, "features": feats_a, "path": None, "sha256": None,
-               "source": "mnist:28 half A (2,500 images)", "n": 2500}
+        ref = {
+            "mu": None,
+            "sigma": None,
+            "features": feats_a,
+            "path": None,
+            "sha256": None,
+            "source": "mnist:28 half A (2,500 images)",
+            "n": 2500,
+        }
         ref["mu"], ref["sigma"] = feature_statistics(feats_a)
         result["generators"] = {"run": args.run, "n": args.n, "checkpoints": []}
         deadline = t_start + args.budget if args.budget else None
         for step, path in _checkpoints(args.run, args.every, args.follow, deadline):
             samplers, info = load_samplers(path, ("raw", "ema"))
-            r = evaluate_samplers(samplers, info, local, ref, ["fid", "kid", "pr", "is", "classes"], args.n,
-                                  seed=0, batch=args.batch, progress=False)
-            entry = {"step": step, "file": os.path.basename(path), "weights": r["weights"],
-                     "wall_seconds": r["wall_seconds"]}
+            r = evaluate_samplers(
+                samplers,
+                info,
+                local,
+                ref,
+                ["fid", "kid", "pr", "is", "classes"],
+                args.n,
+                seed=0,
+                batch=args.batch,
+                progress=False,
+            )
+            entry = {
+                "step": step,
+                "file": os.path.basename(path),
+                "weights": r["weights"],
+                "wall_seconds": r["wall_seconds"],
+            }
             for w in entry["weights"].values():
                 w.pop("class_histogram", None)
             result["generators"]["checkpoints"].append(entry)
             tag = metric_suffix(args.n)
-            print(f"  step {step}: " + ", ".join(f"{w} fd {v['fd' + tag]:.2f} kd {v['kd' + tag]:.4f}"
-                                                 for w, v in r["weights"].items()), flush=True)
+            print(
+                f"  step {step}: "
+                + ", ".join(f"{w} fd {v['fd' + tag]:.2f} kd {v['kd' + tag]:.4f}" for w, v in r["weights"].items()),
+                flush=True,
+            )
             save(result, args, t_start)
         if inc is not None and result["generators"]["checkpoints"]:
             last = result["generators"]["checkpoints"][-1]
@@ -186,49 +222,77 @@ def _row(name, v):
 
 
 def markdown(r: dict, args) -> str:
-    lines = ["# Do FD and KID behave? (MNIST 5k)", "",
-             *([] if r.get("complete") else ["**Partial: the script was still running or was stopped.**", ""]),
-             f"Command: `{r['command']}` ({r['machine']}; torch {r['torch']}, {r['threads']} thread(s); "
-             f"{r['wall_seconds']} s in all).", "",
-             "Half A and half B: two disjoint, seeded halves of the 5,000 MNIST digits at 28×28 (2,500 each). "
-             "Noise: half B plus N(0, σ²) per pixel in [-1, 1] units, quantised to uint8 as EDM does. "
-             "KD: unbiased KID with the cubic kernel, 100 subsets of 1,000 (mean ± std over subsets).", "",
-             f"## Local features (`{r['local_features']['name']}`, held-out accuracy "
-             f"{r['local_features']['held_out_accuracy']:.3f}, sha256 {r['local_features']['sha256'][:16]}…)", "",
-             "| compared with half A | FD | KD |", "|---|---|---|", _row("half B (the floor)", r["local"]["floor"])]
+    lines = [
+        "# Do FD and KID behave? (MNIST 5k)",
+        "",
+        *([] if r.get("complete") else ["**Partial: the script was still running or was stopped.**", ""]),
+        f"Command: `{r['command']}` ({r['machine']}; torch {r['torch']}, {r['threads']} thread(s); "
+        f"{r['wall_seconds']} s in all).",
+        "",
+        "Half A and half B: two disjoint, seeded halves of the 5,000 MNIST digits at 28×28 (2,500 each). "
+        "Noise: half B plus N(0, σ²) per pixel in [-1, 1] units, quantised to uint8 as EDM does. "
+        "KD: unbiased KID with the cubic kernel, 100 subsets of 1,000 (mean ± std over subsets).",
+        "",
+        f"## Local features (`{r['local_features']['name']}`, held-out accuracy "
+        f"{r['local_features']['held_out_accuracy']:.3f}, sha256 {r['local_features']['sha256'][:16]}…)",
+        "",
+        "| compared with half A | FD | KD |",
+        "|---|---|---|",
+        _row("half B (the floor)", r["local"]["floor"]),
+    ]
     lines += [_row(f"half B + noise σ = {s}", v) for s, v in r["local"]["noise"].items()]
-    lines += ["", f"FD grows monotonically with σ: **{r['local']['fd_monotonic']}**; KD: "
-              f"**{r['local']['kd_monotonic']}**. Feature extraction: {r['local']['cpu_seconds_per_1000_images']} "
-              "CPU seconds per 1,000 images.", ""]
+    lines += [
+        "",
+        f"FD grows monotonically with σ: **{r['local']['fd_monotonic']}**; KD: "
+        f"**{r['local']['kd_monotonic']}**. Feature extraction: {r['local']['cpu_seconds_per_1000_images']} "
+        "CPU seconds per 1,000 images.",
+        "",
+    ]
     if "generators" in r:
         g = r["generators"]
         tag = "" if g["n"] == 50000 else (f"{g['n'] // 1000}k" if g["n"] % 1000 == 0 else str(g["n"]))
-        lines += [f"## Generators: `{g['run']}`, {g['n']} samples per checkpoint and weights", "",
-                  "| step | weights | FD | KD | precision | recall | density | coverage | classifier IS | class entropy ratio |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Generators: `{g['run']}`, {g['n']} samples per checkpoint and weights",
+            "",
+            "| step | weights | FD | KD | precision | recall | density | coverage | classifier IS | class entropy ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in g["checkpoints"]:
             for w, v in c["weights"].items():
-                lines.append(f"| {c['step']} | {w} | {v['fd' + tag]:.2f} | {v['kd' + tag]:.3f} | {v['precision' + tag]:.3f} | "
-                             f"{v['recall' + tag]:.3f} | {v['density' + tag]:.3f} | {v['coverage' + tag]:.3f} | "
-                             f"{v['clf_is' + tag]:.2f} | {v['class_entropy_ratio' + tag]:.3f} |")
+                lines.append(
+                    f"| {c['step']} | {w} | {v['fd' + tag]:.2f} | {v['kd' + tag]:.3f} | {v['precision' + tag]:.3f} | "
+                    f"{v['recall' + tag]:.3f} | {v['density' + tag]:.3f} | {v['coverage' + tag]:.3f} | "
+                    f"{v['clf_is' + tag]:.2f} | {v['class_entropy_ratio' + tag]:.3f} |"
+                )
         lines.append("")
     inc = r.get("inception")
     if isinstance(inc, dict):
-        lines += [f"## Inception features (`{r['inception_features']['name']}`, sha256 "
-                  f"{r['inception_features']['sha256'][:16]}…), {inc['n_per_set']} images per set", "",
-                  "| compared with half A | FID | KID |", "|---|---|---|", _row("half B (the floor)", inc["floor"])]
+        lines += [
+            f"## Inception features (`{r['inception_features']['name']}`, sha256 "
+            f"{r['inception_features']['sha256'][:16]}…), {inc['n_per_set']} images per set",
+            "",
+            "| compared with half A | FID | KID |",
+            "|---|---|---|",
+            _row("half B (the floor)", inc["floor"]),
+        ]
         lines += [_row(f"half B + noise σ = {s}", v) for s, v in inc["noise"].items()]
         if "generator" in inc:
             for w, v in inc["generator"]["weights"].items():
                 key = [k for k in v if k.startswith("fid")][0]
                 kid = [k for k in v if k.startswith("kid") and not k.endswith("_std")][0]
-                lines.append(f"| generator step {inc['generator']['step']} ({w}) | {v[key]:.3f} | "
-                             f"{v[kid]:.4f} ± {v[kid + '_std']:.4f} |")
-        lines += ["", f"FID grows with σ: **{inc['fd_monotonic']}**. CPU cost of Inception features: "
-                  f"**{inc['cpu_seconds_per_1000_images']} CPU seconds per 1,000 images** (process time, "
-                  "one thread, 28×28 grey → 3×299×299; measured on a shared 2-core machine while other jobs "
-                  "ran). At this n FID is dominated by its "
-                  "small-sample bias and compares with nothing published.", ""]
+                lines.append(
+                    f"| generator step {inc['generator']['step']} ({w}) | {v[key]:.3f} | "
+                    f"{v[kid]:.4f} ± {v[kid + '_std']:.4f} |"
+                )
+        lines += [
+            "",
+            f"FID grows with σ: **{inc['fd_monotonic']}**. CPU cost of Inception features: "
+            f"**{inc['cpu_seconds_per_1000_images']} CPU seconds per 1,000 images** (process time, "
+            "one thread, 28×28 grey → 3×299×299; measured on a shared 2-core machine while other jobs "
+            "ran). At this n FID is dominated by its "
+            "small-sample bias and compares with nothing published.",
+            "",
+        ]
     elif inc:
         lines += ["## Inception features", "", str(inc), ""]
     if r.get("notes"):

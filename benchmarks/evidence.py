@@ -49,27 +49,61 @@ BUDGETS = {
     # toy_steps / mnist_steps: training iterations of one toy / MNIST run; teacher_*: diffusion teachers
     # mnist_warmup: (generator, critic) warm-up iterations of every MNIST SMT run (evidence_questions._mnist_smt)
     # heun_steps: the Heun step counts at which Q5 scores the MNIST teacher
-    "smoke": dict(toy_steps=20, mnist_steps=4, mnist_warmup=(1, 1), toy_teacher_steps=20, mnist_teacher_steps=4,
-                  seeds=[0], stability_seeds=[0], eval_samples=200, digit_samples=100, mnist_questions=True,
-                  heun_steps=[1, 2, 4, 8, 18, 35]),
+    "smoke": dict(
+        toy_steps=20,
+        mnist_steps=4,
+        mnist_warmup=(1, 1),
+        toy_teacher_steps=20,
+        mnist_teacher_steps=4,
+        seeds=[0],
+        stability_seeds=[0],
+        eval_samples=200,
+        digit_samples=100,
+        mnist_questions=True,
+        heun_steps=[1, 2, 4, 8, 18, 35],
+    ),
     # tiny: a smoke run of every question at toy size, not evidence. One core's CPU seconds per command
     # (OMP_NUM_THREADS=1; measured for some, scaled by iterations for the rest): a toy run 6-11, the MNIST
     # teacher 38 (150 steps, then 250 samples at 35 evaluations, raw and EMA), an MNIST student 11-18, digit
     # scores 7-27, FD / KD / PR 9-18, features 16: 31 toy + 21 MNIST commands, about 210 + 270 s.
-    "tiny": dict(toy_steps=300, mnist_steps=40, mnist_warmup=(10, 10), toy_teacher_steps=600, mnist_teacher_steps=150,
-                 seeds=[0], stability_seeds=[0], eval_samples=250, digit_samples=250, mnist_questions=False,
-                 heun_steps=[1, 4, 18]),
-    "small": dict(toy_steps=3000, mnist_steps=1200, mnist_warmup=(300, 100), toy_teacher_steps=4000,
-                  mnist_teacher_steps=2000,
-                  seeds=[0, 1, 2], stability_seeds=[0, 1, 2], eval_samples=5000, digit_samples=2000,
-                  mnist_questions=True, heun_steps=[1, 2, 4, 8, 18, 35]),
+    "tiny": dict(
+        toy_steps=300,
+        mnist_steps=40,
+        mnist_warmup=(10, 10),
+        toy_teacher_steps=600,
+        mnist_teacher_steps=150,
+        seeds=[0],
+        stability_seeds=[0],
+        eval_samples=250,
+        digit_samples=250,
+        mnist_questions=False,
+        heun_steps=[1, 4, 18],
+    ),
+    "small": dict(
+        toy_steps=3000,
+        mnist_steps=1200,
+        mnist_warmup=(300, 100),
+        toy_teacher_steps=4000,
+        mnist_teacher_steps=2000,
+        seeds=[0, 1, 2],
+        stability_seeds=[0, 1, 2],
+        eval_samples=5000,
+        digit_samples=2000,
+        mnist_questions=True,
+        heun_steps=[1, 2, 4, 8, 18, 35],
+    ),
 }
 
 
 def _versions() -> dict:
     m = machine()
-    return {"python": m["python"], "torch": m["torch"], "numpy": np.__version__,
-            "machine": f"{platform.machine()}, {m['cpu_count']} CPUs", "platform": m["platform"]}
+    return {
+        "python": m["python"],
+        "torch": m["torch"],
+        "numpy": np.__version__,
+        "machine": f"{platform.machine()}, {m['cpu_count']} CPUs",
+        "platform": m["platform"],
+    }
 
 
 def main(argv=None) -> int:
@@ -78,12 +112,19 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "evidence"))
     parser.add_argument("--questions", default="1,2,3,4,5", help="comma list of question numbers")
     parser.add_argument("--plan", action="store_true", help="print the commands without running them")
-    parser.add_argument("--report-only", action="store_true",
-                        help="write the tables and plots from the runs that finished; run nothing")
-    parser.add_argument("--jobs", type=int, default=1, help="commands run at a time (2 on 2 cores: toy runs "
-                        "use one core well, so two at once nearly halve the suite's time)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per command (default: cores / jobs when --jobs > 1)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the tables and plots from the runs that finished; run nothing"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="commands run at a time (2 on 2 cores: toy runs "
+        "use one core well, so two at once nearly halve the suite's time)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per command (default: cores / jobs when --jobs > 1)"
+    )
     args = parser.parse_args(argv)
     budget = BUDGETS[args.budget]
     questions = [int(x) for x in args.questions.split(",")]
@@ -105,18 +146,35 @@ def main(argv=None) -> int:
             QUESTIONS[q][1](collector)
         done = run_tasks(collector.tasks, args.jobs, threads)
     runner = Runner(args.out, budget, done=done, report_only=args.report_only)
-    summary = [f"# Evidence ({args.budget} budget)", "", f"Command: `{command}`", "",
-               f"Machine: {_versions()['machine']}, torch {_versions()['torch']}; {args.jobs} command(s) at a time, "
-               f"{threads or 'default'} torch thread(s) each. Wall times of runs that shared the machine are "
-               "comparable with each other, not with a run alone.", "",
-               "Values: mean over seeds (min–max). Runs whose configuration equals an earlier run's are that run "
-               "(`same_run_as` in the JSON).", ""]
+    summary = [
+        f"# Evidence ({args.budget} budget)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {_versions()['machine']}, torch {_versions()['torch']}; {args.jobs} command(s) at a time, "
+        f"{threads or 'default'} torch thread(s) each. Wall times of runs that shared the machine are "
+        "comparable with each other, not with a run alone.",
+        "",
+        "Values: mean over seeds (min–max). Runs whose configuration equals an earlier run's are that run "
+        "(`same_run_as` in the JSON).",
+        "",
+    ]
     for q in questions:
         title, fn = QUESTIONS[q]
         result = fn(runner)
-        result.update({"question": q, "title": title, "budget": args.budget, "budget_settings": budget,
-                       "command": command, "jobs": args.jobs, "threads": threads, "versions": _versions(),
-                       "suite_wall_s": round(time.time() - start, 1)})
+        result.update(
+            {
+                "question": q,
+                "title": title,
+                "budget": args.budget,
+                "budget_settings": budget,
+                "command": command,
+                "jobs": args.jobs,
+                "threads": threads,
+                "versions": _versions(),
+                "suite_wall_s": round(time.time() - start, 1),
+            }
+        )
         summary += report_question(q, result, args.out, budget)
     summary += [f"Suite wall time: {time.time() - start:.0f} s.", ""]
     write_text(os.path.join(args.out, "summary.md"), "\n".join(summary) + "\n")

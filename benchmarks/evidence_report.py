@@ -16,9 +16,11 @@ TABLE_KEYS = ("precision", "modes_covered", "mode_kl", "energy_distance", "knn_p
 
 def summarise(records: list[dict]) -> dict:
     """Mean and spread (min..max) over seeds of the EMA metrics (raw when there is no EMA)."""
-    out = {"seeds": len(records), "diverged": sum(bool(r.get("diverged")) for r in records),
-           "wall_s": float(np.mean([w for r in records if isinstance(w := r.get("wall_s"), (int, float))]
-                                   or [math.nan]))}
+    out = {
+        "seeds": len(records),
+        "diverged": sum(bool(r.get("diverged")) for r in records),
+        "wall_s": float(np.mean([w for r in records if isinstance(w := r.get("wall_s"), (int, float))] or [math.nan])),
+    }
     for key in TABLE_KEYS:
         vals = []
         for rec in records:
@@ -32,16 +34,21 @@ def summarise(records: list[dict]) -> dict:
 
 
 def markdown_table(result: dict) -> str:
-    rows = ["| variant | seeds | diverged | wall s | " + " | ".join(TABLE_KEYS) + " |",
-            "|---|---|---|---|" + "---|" * len(TABLE_KEYS)]
+    rows = [
+        "| variant | seeds | diverged | wall s | " + " | ".join(TABLE_KEYS) + " |",
+        "|---|---|---|---|" + "---|" * len(TABLE_KEYS),
+    ]
     for name, records in result["runs"].items():
         s = summarise(records)
         cells = []
         for key in TABLE_KEYS:
             v = s.get(key)
             f = ".3g" if key == "modes_covered" else ".3f"
-            cells.append("–" if v is None else (f"{v['mean']:{f}}" if s["seeds"] == 1 else
-                                                 f"{v['mean']:{f}} ({v['min']:{f}}–{v['max']:{f}})"))
+            cells.append(
+                "–"
+                if v is None
+                else (f"{v['mean']:{f}}" if s["seeds"] == 1 else f"{v['mean']:{f}} ({v['min']:{f}}–{v['max']:{f}})")
+            )
         rows.append(f"| {name} | {s['seeds']} | {s['diverged']} | {s['wall_s']:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -70,7 +77,7 @@ def plot_curves(result: dict, path: str, key_prefix: str = "loss") -> None:
         ax.set_title(name, fontsize=8)
         ax.set_yscale("symlog")
         ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -92,8 +99,9 @@ def q1_picture(result: dict, path: str, n: int = 2000) -> None:
     for name, records in result["runs"].items():
         rec = records[0]
         steps = rec.get("heun_steps")
-        folder = rec.get("folder") or next((t["folder"] for t in result.get("teacher_runs", [])
-                                            if t["seed"] == rec["seed"]), None)
+        folder = rec.get("folder") or next(
+            (t["folder"] for t in result.get("teacher_runs", []) if t["seed"] == rec["seed"]), None
+        )
         if rec.get("returncode") != 0 or folder is None:
             continue
         try:
@@ -135,8 +143,10 @@ def _protocol_values(record: dict | None) -> dict:
 def digits_table(result: dict) -> str:
     """Q5: each one-step method and the teacher by Heun step count: digit-classifier scores and FD / KD /
     precision / recall in the local feature space."""
-    rows = ["| method | network evaluations | digit score | confident | FD | KD | precision | recall | training s |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| method | network evaluations | digit score | confident | FD | KD | precision | recall | training s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     walls = {k: v[0].get("wall_s") for k, v in result["runs"].items()}
     teacher_wall = next((t.get("wall_s") for t in result.get("teacher_runs", [])), None)
     protocol = result.get("protocol_metrics", {})
@@ -150,9 +160,11 @@ def digits_table(result: dict) -> str:
         steps = rec.get("heun_steps")
         p = _protocol_values(protocol.get(name))
         wall = walls.get(name) if steps is None else teacher_wall
-        rows.append(f"| {name} | {1 if steps is None else 2 * steps - 1} | {cell(ema.get('digit_score'), '.2f')} | "
-                    f"{cell(ema.get('confident'), '.0%')} | {cell(p.get('fd'), '.1f')} | {cell(p.get('kd'), '.2f')} | "
-                    f"{cell(p.get('precision'), '.3f')} | {cell(p.get('recall'), '.3f')} | {cell(wall, '.0f')} |")
+        rows.append(
+            f"| {name} | {1 if steps is None else 2 * steps - 1} | {cell(ema.get('digit_score'), '.2f')} | "
+            f"{cell(ema.get('confident'), '.0%')} | {cell(p.get('fd'), '.1f')} | {cell(p.get('kd'), '.2f')} | "
+            f"{cell(p.get('precision'), '.3f')} | {cell(p.get('recall'), '.3f')} | {cell(wall, '.0f')} |"
+        )
     return "\n".join(rows)
 
 

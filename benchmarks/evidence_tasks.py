@@ -29,8 +29,15 @@ class Runner:
     With `collect=True` commands are only recorded as tasks (see `run_tasks`); a later pass with
     `done={command: (returncode, wall_s)}` reads their results instead of running them again."""
 
-    def __init__(self, out: str, budget: dict, dry: bool = False, collect: bool = False, done: dict | None = None,
-                 report_only: bool = False):
+    def __init__(
+        self,
+        out: str,
+        budget: dict,
+        dry: bool = False,
+        collect: bool = False,
+        done: dict | None = None,
+        report_only: bool = False,
+    ):
         self.out, self.budget, self.dry, self.collect, self.report_only = out, budget, dry, collect, report_only
         self.done = done or {}
         self.planned: list[str] = []
@@ -64,8 +71,12 @@ class Runner:
         """One training run; returns its record (command, wall time, metrics, training-curve summary).
         A run whose resolved configuration equals an earlier one (the preset written out as overrides, for
         instance) is not trained twice: its record is the earlier run's, marked `same_run_as`."""
-        overrides = list(overrides) + [f"train.seed={seed}", f"train.steps={steps}", "train.progress=off",
-                                       f"eval.samples={self.budget['eval_samples']}"]
+        overrides = list(overrides) + [
+            f"train.seed={seed}",
+            f"train.steps={steps}",
+            "train.progress=off",
+            f"eval.samples={self.budget['eval_samples']}",
+        ]
         key = resolved_config(preset, overrides)
         if key in self.configs:
             first = self.configs[key]
@@ -79,10 +90,20 @@ class Runner:
             return cached
         if not self.dry:
             os.makedirs(folder, exist_ok=True)
-        rc, wall = self._run(cmd, os.path.join(folder, "train.log"), folder,
-                             steps * (25.0 if preset.startswith("mnist") else 1.0))
-        record = {"name": name, "preset": preset, "seed": seed, "steps": steps, "overrides": overrides,
-                  "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1), "folder": folder}
+        rc, wall = self._run(
+            cmd, os.path.join(folder, "train.log"), folder, steps * (25.0 if preset.startswith("mnist") else 1.0)
+        )
+        record = {
+            "name": name,
+            "preset": preset,
+            "seed": seed,
+            "steps": steps,
+            "overrides": overrides,
+            "command": self.planned[-1],
+            "returncode": rc,
+            "wall_s": round(wall, 1),
+            "folder": folder,
+        }
         self.configs[key] = record
         if self.dry or self.collect:
             return record
@@ -99,11 +120,27 @@ class Runner:
         out = os.path.join(self.out, "runs", f"{name}-s{seed}.json")
         if os.path.isfile(out) and not self.dry:
             return read_json(out)
-        cmd = scoremix_command("eval", "--checkpoint", run["folder"], "--steps", str(steps),
-                               "--samples", str(self.budget["eval_samples"]), "--json", out + ".metrics")
+        cmd = scoremix_command(
+            "eval",
+            "--checkpoint",
+            run["folder"],
+            "--steps",
+            str(steps),
+            "--samples",
+            str(self.budget["eval_samples"]),
+            "--json",
+            out + ".metrics",
+        )
         rc, wall = self._run(cmd, out + ".log", out + ".metrics", 50.0 * steps)
-        record = {"name": name, "seed": seed, "heun_steps": steps, "evaluations": 2 * steps - 1,
-                  "command": self.planned[-1], "returncode": rc, "wall_s": round(wall, 1)}
+        record = {
+            "name": name,
+            "seed": seed,
+            "heun_steps": steps,
+            "evaluations": 2 * steps - 1,
+            "command": self.planned[-1],
+            "returncode": rc,
+            "wall_s": round(wall, 1),
+        }
         if not (self.dry or self.collect):
             record["metrics"] = read_json(out + ".metrics", tolerant=True)
             self._save(out, record)
@@ -118,9 +155,18 @@ class Runner:
             self.digit_records[(run["folder"], steps)] = read_json(out)
             return self.digit_records[(run["folder"], steps)]
         classifier = os.path.join(self.out, "runs", "digit-classifier.pt")  # trained by the first call only
-        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mnist_digits.py"), run["folder"],
-               "--n", str(self.budget["digit_samples"]), "--out", out + ".raw", "--ema-only",
-               "--classifier", classifier]
+        cmd = [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "mnist_digits.py"),
+            run["folder"],
+            "--n",
+            str(self.budget["digit_samples"]),
+            "--out",
+            out + ".raw",
+            "--ema-only",
+            "--classifier",
+            classifier,
+        ]
         if steps is not None:
             cmd += ["--steps", str(steps)]
         first = next((t for t in self.tasks if classifier in t.cmd), None)
@@ -128,8 +174,13 @@ class Runner:
         rc, wall = self._run(cmd, out + ".log", out + ".raw", 500.0 * (steps or 1))
         if first is not None and len(self.tasks) > queued:
             self.tasks[-1].waits.add(first.produces)
-        record = {"name": name, "heun_steps": steps, "command": self.planned[-1], "returncode": rc,
-                  "wall_s": round(wall, 1)}
+        record = {
+            "name": name,
+            "heun_steps": steps,
+            "command": self.planned[-1],
+            "returncode": rc,
+            "wall_s": round(wall, 1),
+        }
         if not (self.dry or self.collect):
             record["scores"] = read_json(out + ".raw", tolerant=True)
             self._save(out, record)
@@ -172,7 +223,7 @@ def run_tasks(tasks: list[Task], jobs: int, threads: int | None, log=print) -> d
     total, start = len(tasks), time.time()
     while pending or running:
         ready = sorted((t for t in pending if all(id(d) in finished for d in t.deps)), key=lambda t: -t.cost)
-        for task in ready[:max(0, jobs - len(running))]:
+        for task in ready[: max(0, jobs - len(running))]:
             pending.remove(task)
             running[id(task)] = (task, Child(task.cmd, task.log, threads, fresh=True))
         if not running:
@@ -185,10 +236,16 @@ def run_tasks(tasks: list[Task], jobs: int, threads: int | None, log=print) -> d
             del running[key]
             finished.add(key)
             done[task.text] = (result["rc"], result["wall_s"])
-            write_json(task.log + ".done", {"command": task.text, "returncode": result["rc"],
-                                            "wall_s": result["wall_s"]}, indent=None)
-            log(f"[{len(done)}/{total}, {time.time() - start:.0f} s] rc={result['rc']} {result['wall_s']:.0f} s "
-                f"(CPU {result['cpu_s']:.0f} s)  {os.path.basename(task.produces)}", flush=True)
+            write_json(
+                task.log + ".done",
+                {"command": task.text, "returncode": result["rc"], "wall_s": result["wall_s"]},
+                indent=None,
+            )
+            log(
+                f"[{len(done)}/{total}, {time.time() - start:.0f} s] rc={result['rc']} {result['wall_s']:.0f} s "
+                f"(CPU {result['cpu_s']:.0f} s)  {os.path.basename(task.produces)}",
+                flush=True,
+            )
     return done
 
 

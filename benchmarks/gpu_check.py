@@ -42,9 +42,20 @@ def time_iterations(preset: str, precision: str, batch: int, iters: int, warm: i
     res = 32 if preset.startswith("cifar") else 64
     classes = 1000 if base.data.conditional else 0
     path = synthetic_npz(folder, 512, res, classes)
-    cfg = load_config(preset, [f"data.source=npz", f"data.path={path}", f"batch_size={batch}",
-                               f"precision={precision}", "method.warmup_steps=0", "progress=false",
-                               "sample_every=0", "ckpt_every=0", "device=cuda"])
+    cfg = load_config(
+        preset,
+        [
+            "data.source=npz",
+            f"data.path={path}",
+            f"batch_size={batch}",
+            f"precision={precision}",
+            "method.warmup_steps=0",
+            "progress=false",
+            "sample_every=0",
+            "ckpt_every=0",
+            "device=cuda",
+        ],
+    )
     torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(cfg, os.path.join(folder, f"run-{preset}-{precision}"))
     finite = True
@@ -57,10 +68,18 @@ def time_iterations(preset: str, precision: str, batch: int, iters: int, warm: i
         finite &= all(torch.isfinite(v).item() for v in stats.values())
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    out = {"preset": preset, "precision": precision, "batch": batch, "iterations_timed": iters,
-           "seconds_per_iteration": seconds / iters, "images_per_second": batch * iters / seconds,
-           "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "losses_finite": bool(finite),
-           "skipped_steps": trainer.skipped, "parameters": trainer.param_counts}
+    out = {
+        "preset": preset,
+        "precision": precision,
+        "batch": batch,
+        "iterations_timed": iters,
+        "seconds_per_iteration": seconds / iters,
+        "images_per_second": batch * iters / seconds,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "losses_finite": bool(finite),
+        "skipped_steps": trainer.skipped,
+        "parameters": trainer.param_counts,
+    }
     del trainer
     torch.cuda.empty_cache()
     return out
@@ -77,9 +96,25 @@ def batched_vs_separate(batch: int, repeats: int = 20) -> dict:
     from scoremix.objectives.smt import mixture_denoisers
     from scoremix.precond import Denoiser
 
-    net = Denoiser(DDPMpp(img_resolution=32, in_channels=3, out_channels=3, model_channels=128,
-                          channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16], dropout=0.0,
-                          alpha_input=True), 0.5, alpha_input=True).cuda().eval()
+    net = (
+        Denoiser(
+            DDPMpp(
+                img_resolution=32,
+                in_channels=3,
+                out_channels=3,
+                model_channels=128,
+                channel_mult=[2, 2, 2],
+                num_blocks=4,
+                attn_resolutions=[16],
+                dropout=0.0,
+                alpha_input=True,
+            ),
+            0.5,
+            alpha_input=True,
+        )
+        .cuda()
+        .eval()
+    )
     x = torch.randn(batch, 3, 32, 32, device="cuda")
     sigma = torch.rand(batch, device="cuda") * 10 + 0.01
     alpha = torch.rand(batch, device="cuda")
@@ -125,7 +160,7 @@ def matmul_peak(device: str, size: int = 8192, repeats: int = 20) -> dict:
         for _ in range(repeats):
             a @ b
         _sync(device)
-        best = max(best, 2 * size ** 3 * repeats / (time.perf_counter() - start))
+        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
     return {"size": size, "tflops": best / 1e12}
 
 
@@ -149,8 +184,9 @@ def flops_and_seconds(fn, iters: int, device: str) -> tuple[float, float]:
     return flops, (time.perf_counter() - start) / iters
 
 
-def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, folder: str, peak: float,
-              extra: list) -> dict:
+def train_mfu(
+    preset: str, batch: int, batch_gpu: int, iters: int, device: str, folder: str, peak: float, extra: list
+) -> dict:
     """One SMT cycle = gen_every iterations (1 generator + gen_every critic steps); its FLOPs counted once
     with FlopCounterMode, its time over `iters` cycles after one warm-up cycle."""
     from scoremix.config_loader import load_config
@@ -160,9 +196,23 @@ def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, 
     res = 32 if preset.startswith("cifar") else 64
     classes = 1000 if base.data.conditional else 0
     path = synthetic_npz(folder, max(64, 2 * batch), res, classes)
-    cfg = load_config(preset, ["data.source=npz", f"data.path={path}", f"batch_size={batch}", f"batch_gpu={batch_gpu}",
-                               "precision=bf16", "method.warmup_steps=0", "method.critic_warmup_steps=0", "progress=off",
-                               "sample_every=0", "ckpt_every=0", f"device={device}", *extra])
+    cfg = load_config(
+        preset,
+        [
+            "data.source=npz",
+            f"data.path={path}",
+            f"batch_size={batch}",
+            f"batch_gpu={batch_gpu}",
+            "precision=bf16",
+            "method.warmup_steps=0",
+            "method.critic_warmup_steps=0",
+            "progress=off",
+            "sample_every=0",
+            "ckpt_every=0",
+            f"device={device}",
+            *extra,
+        ],
+    )
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(cfg, os.path.join(folder, f"mfu-{preset}"), echo=lambda *a, **k: None)
@@ -176,11 +226,22 @@ def train_mfu(preset: str, batch: int, batch_gpu: int, iters: int, device: str, 
 
     flops, seconds = flops_and_seconds(cycle, iters, device)  # warm-up compiles when train.compile is on
     achieved = flops / seconds
-    out = {"preset": preset, "what": "training cycle", "global_batch": batch, "batch_gpu": batch_gpu or batch,
-           "accumulation_steps": trainer.accum_steps, "iterations_per_cycle": k, "cycles_timed": iters,
-           "seconds_per_iteration": seconds / k, "images_per_second": batch * k / seconds,
-           "flops_per_cycle": flops, "achieved_tflops": achieved / 1e12, "mfu": achieved / peak,
-           "parameters": trainer.param_counts, "extra": extra}
+    out = {
+        "preset": preset,
+        "what": "training cycle",
+        "global_batch": batch,
+        "batch_gpu": batch_gpu or batch,
+        "accumulation_steps": trainer.accum_steps,
+        "iterations_per_cycle": k,
+        "cycles_timed": iters,
+        "seconds_per_iteration": seconds / k,
+        "images_per_second": batch * k / seconds,
+        "flops_per_cycle": flops,
+        "achieved_tflops": achieved / 1e12,
+        "mfu": achieved / peak,
+        "parameters": trainer.param_counts,
+        "extra": extra,
+    }
     if torch.device(device).type == "cuda":
         out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     batches.clear()
@@ -209,8 +270,15 @@ def sampling_mfu(preset: str, batch: int, iters: int, device: str, peak: float, 
             gen(z, labels=labels)
 
     flops, seconds = flops_and_seconds(sample, iters, device)
-    return {"preset": preset, "what": "one-step sampling", "batch": batch, "images_per_second": batch / seconds,
-            "flops_per_batch": flops, "achieved_tflops": flops / seconds / 1e12, "mfu": flops / seconds / peak}
+    return {
+        "preset": preset,
+        "what": "one-step sampling",
+        "batch": batch,
+        "images_per_second": batch / seconds,
+        "flops_per_batch": flops,
+        "achieved_tflops": flops / seconds / 1e12,
+        "mfu": flops / seconds / peak,
+    }
 
 
 def small_preset_speed(preset: str, iters: int, device: str, folder: str, extra: list) -> dict:
@@ -218,8 +286,18 @@ def small_preset_speed(preset: str, iters: int, device: str, folder: str, extra:
     from scoremix.config_loader import load_config
     from scoremix.trainer import Trainer
 
-    cfg = load_config(preset, ["method.warmup_steps=0", "method.critic_warmup_steps=0", "progress=off", "sample_every=0",
-                               "ckpt_every=0", f"device={device}", *[e for e in extra if "compile" in e]])
+    cfg = load_config(
+        preset,
+        [
+            "method.warmup_steps=0",
+            "method.critic_warmup_steps=0",
+            "progress=off",
+            "sample_every=0",
+            "ckpt_every=0",
+            f"device={device}",
+            *[e for e in extra if "compile" in e],
+        ],
+    )
     trainer = Trainer(cfg, os.path.join(folder, f"speed-{preset}"), echo=lambda *a, **k: None)
     batches = [_to(trainer) for _ in range(8)]
     for i in range(10):
@@ -232,13 +310,26 @@ def small_preset_speed(preset: str, iters: int, device: str, folder: str, extra:
         trainer.step += 1
     _sync(device)
     seconds = time.perf_counter() - start
-    return {"preset": preset, "what": "iterations per second", "batch": cfg.data.batch_size,
-            "iterations_timed": iters, "iterations_per_second": iters / seconds}
+    return {
+        "preset": preset,
+        "what": "iterations per second",
+        "batch": cfg.data.batch_size,
+        "iterations_timed": iters,
+        "iterations_per_second": iters / seconds,
+    }
 
 
-SMOKE_NETS = ["generator.channels=16", "score.channels=16", "generator.blocks=1", "score.blocks=1",
-              "generator.channel_mult=[1,2]", "score.channel_mult=[1,2]", "generator.attention=[]", "score.attention=[]",
-              "gen_every=2"]
+SMOKE_NETS = [
+    "generator.channels=16",
+    "score.channels=16",
+    "generator.blocks=1",
+    "score.blocks=1",
+    "generator.channel_mult=[1,2]",
+    "score.channel_mult=[1,2]",
+    "generator.attention=[]",
+    "score.attention=[]",
+    "gen_every=2",
+]
 
 
 def mfu_report(args) -> dict:
@@ -254,16 +345,24 @@ def mfu_report(args) -> dict:
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total))
     # imagenet64-smt: global batch 280 in micro-batches of --batch-gpu; one timed cycle (5 iterations of
     # 280 images take about 40 s on an H200), so the whole script fits in about 6 minutes
-    plan = [("cifar10-smt", 4 if args.smoke else 40, 0, args.iters),
-            ("imagenet64-smt", 4 if args.smoke else 280, 2 if args.smoke else args.batch_gpu, 1)]
+    plan = [
+        ("cifar10-smt", 4 if args.smoke else 40, 0, args.iters),
+        ("imagenet64-smt", 4 if args.smoke else 280, 2 if args.smoke else args.batch_gpu, 1),
+    ]
     with tempfile.TemporaryDirectory() as folder:
         for preset, batch, batch_gpu, iters in plan:
             try:
-                run = train_mfu(preset, batch, batch_gpu, 1 if args.smoke else iters, device, folder,
-                                peak["tflops"] * 1e12, extra)
+                run = train_mfu(
+                    preset, batch, batch_gpu, 1 if args.smoke else iters, device, folder, peak["tflops"] * 1e12, extra
+                )
             except torch.cuda.OutOfMemoryError as err:  # record it and go on: the other numbers still count
-                run = {"preset": preset, "what": "training cycle", "global_batch": batch, "batch_gpu": batch_gpu,
-                       "error": f"out of memory: {str(err).splitlines()[0][:200]}"}
+                run = {
+                    "preset": preset,
+                    "what": "training cycle",
+                    "global_batch": batch,
+                    "batch_gpu": batch_gpu,
+                    "error": f"out of memory: {str(err).splitlines()[0][:200]}",
+                }
                 torch.cuda.empty_cache()
             print(json.dumps(run), flush=True)
             runs.append(run)
@@ -271,8 +370,14 @@ def mfu_report(args) -> dict:
         print(json.dumps(run), flush=True)
         runs.append(run)
         for preset in ("cifar10-smt", "imagenet64-smt"):
-            run = sampling_mfu(preset, 4 if args.smoke else args.sample_batch, 1 if args.smoke else 5, device,
-                               peak["tflops"] * 1e12, extra)
+            run = sampling_mfu(
+                preset,
+                4 if args.smoke else args.sample_batch,
+                1 if args.smoke else 5,
+                device,
+                peak["tflops"] * 1e12,
+                extra,
+            )
             print(json.dumps(run), flush=True)
             runs.append(run)
     return {"bf16_matmul_peak": peak, "runs": runs}
@@ -280,30 +385,48 @@ def mfu_report(args) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=None,
-                        help="JSON file (default benchmarks/results/gpu_check.json; with --mfu gpu_mfu.json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON file (default benchmarks/results/gpu_check.json; with --mfu gpu_mfu.json)"
+    )
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--mfu", action="store_true", help="only the MFU measurements")
     parser.add_argument("--smoke", action="store_true", help="the MFU part on the CPU with tiny networks")
     parser.add_argument("--compile", action="store_true", help="train.compile=true in the MFU runs")
-    parser.add_argument("--batch-gpu", type=int, default=20,
-                        help="imagenet64-smt micro-batch (global batch 280; batch 40 peaked at 113 GiB on an H200)")
-    parser.add_argument("--memory-limit-gib", type=float, default=80.0,
-                        help="cap this process's GPU memory as if the card had this much (0: no cap)")
+    parser.add_argument(
+        "--batch-gpu",
+        type=int,
+        default=20,
+        help="imagenet64-smt micro-batch (global batch 280; batch 40 peaked at 113 GiB on an H200)",
+    )
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=80.0,
+        help="cap this process's GPU memory as if the card had this much (0: no cap)",
+    )
     parser.add_argument("--sample-batch", type=int, default=1000)
     args = parser.parse_args()
     if args.out is None:
-        args.out = ("benchmarks/results/gpu_mfu-smoke-cpu.json" if args.smoke else
-                    "benchmarks/results/gpu_mfu.json" if args.mfu else "benchmarks/results/gpu_check.json")
+        args.out = (
+            "benchmarks/results/gpu_mfu-smoke-cpu.json"
+            if args.smoke
+            else "benchmarks/results/gpu_mfu.json"
+            if args.mfu
+            else "benchmarks/results/gpu_check.json"
+        )
     if args.smoke or args.mfu:
         if not args.smoke and not torch.cuda.is_available():
             print("no CUDA device (use --smoke to test this script on the CPU)", file=sys.stderr)
             return 1
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        report = {"command": "PYTHONPATH=. python " + " ".join(sys.argv),
-                  "device": torch.cuda.get_device_name(0) if not args.smoke else "cpu (smoke test, not a measurement)",
-                  "torch": torch.__version__, "python": platform.python_version(), **mfu_report(args)}
+        report = {
+            "command": "PYTHONPATH=. python " + " ".join(sys.argv),
+            "device": torch.cuda.get_device_name(0) if not args.smoke else "cpu (smoke test, not a measurement)",
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            **mfu_report(args),
+        }
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:
             json.dump(report, fh, indent=2)
@@ -313,8 +436,13 @@ def main() -> int:
         return 1
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    report = {"command": "PYTHONPATH=. python " + " ".join(sys.argv), "device": torch.cuda.get_device_name(0),
-              "torch": torch.__version__, "python": platform.python_version(), "runs": []}
+    report = {
+        "command": "PYTHONPATH=. python " + " ".join(sys.argv),
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as folder:
         for preset in ("cifar10-smt", "imagenet64-smt"):
             for precision in ("bf16", "fp32"):

@@ -56,7 +56,7 @@ def load_paths(run: str, steps: int | None, folder: str, name: str) -> tuple[dic
 def timed(fns: dict, z: torch.Tensor, repeats: int) -> dict:
     """Median seconds per call of each function on z; the functions alternate within each repetition."""
     times = {name: [] for name in fns}
-    for name, fn in fns.items():  # warm-up
+    for fn in fns.values():  # warm-up
         fn(z)
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -82,8 +82,10 @@ def main(argv=None) -> int:
     from scoremix.evaluate import generate_samples
 
     with tempfile.TemporaryDirectory() as folder:
-        models = {"one-step": load_paths(args.student, None, folder, "student"),
-                  "teacher": load_paths(args.teacher, args.steps, folder, "teacher")}
+        models = {
+            "one-step": load_paths(args.student, None, folder, "student"),
+            "teacher": load_paths(args.teacher, args.steps, folder, "teacher"),
+        }
         shape = models["one-step"][1]["data_shape"]
         if tuple(models["teacher"][1]["data_shape"]) != tuple(shape):
             raise SystemExit("student and teacher generate different shapes; pass a student of this teacher")
@@ -97,24 +99,40 @@ def main(argv=None) -> int:
             outputs[model] = {name: fn(zb) for name, fn in paths.items()}
             for name, fn in paths.items():
                 samples = generate_samples(_Module(fn), args.samples, shape, 0, "cpu", seed=0, batch_size=250)
-                rows[(model, name)] = {"model": model, "path": name, "network_evaluations": meta["evaluations"],
-                                       "latency_ms_batch1": 1000 * one[name],
-                                       "images_per_s_batch": args.batch / many[name],
-                                       **{k: v for k, v in scorer(samples).items() if k in ("digit_score", "confident")}}
+                rows[(model, name)] = {
+                    "model": model,
+                    "path": name,
+                    "network_evaluations": meta["evaluations"],
+                    "latency_ms_batch1": 1000 * one[name],
+                    "images_per_s_batch": args.batch / many[name],
+                    **{k: v for k, v in scorer(samples).items() if k in ("digit_score", "confident")},
+                }
             rows[(model, "onnxruntime")]["max_abs_diff_vs_pytorch_fp32"] = float(
-                (outputs[model]["onnxruntime"] - outputs[model]["pytorch fp32"]).abs().max())
+                (outputs[model]["onnxruntime"] - outputs[model]["pytorch fp32"]).abs().max()
+            )
             rows[(model, "pytorch bf16")]["max_abs_diff_vs_pytorch_fp32"] = float(
-                (outputs[model]["pytorch bf16"] - outputs[model]["pytorch fp32"]).abs().max())
-    speedup = {name: rows[("one-step", name)]["images_per_s_batch"] / rows[("teacher", name)]["images_per_s_batch"]
-               for name in PATHS}
-    result = {"command": command_line(__file__, argv if argv is not None else sys.argv[1:]), "machine": machine(),
-              "student": args.student, "teacher": args.teacher, "teacher_heun_steps": args.steps,
-              "batch": args.batch, "samples_scored": args.samples,
-              "one_step_vs_teacher_speedup": speedup,
-              "onnx_max_abs_diff": {m: rows[(m, "onnxruntime")]["max_abs_diff_vs_pytorch_fp32"] for m in models},
-              "onnx_latency_vs_eager_batch1": {m: rows[(m, "pytorch fp32")]["latency_ms_batch1"]
-                                               / rows[(m, "onnxruntime")]["latency_ms_batch1"] for m in models},
-              "rows": list(rows.values())}
+                (outputs[model]["pytorch bf16"] - outputs[model]["pytorch fp32"]).abs().max()
+            )
+    speedup = {
+        name: rows[("one-step", name)]["images_per_s_batch"] / rows[("teacher", name)]["images_per_s_batch"]
+        for name in PATHS
+    }
+    result = {
+        "command": command_line(__file__, argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "student": args.student,
+        "teacher": args.teacher,
+        "teacher_heun_steps": args.steps,
+        "batch": args.batch,
+        "samples_scored": args.samples,
+        "one_step_vs_teacher_speedup": speedup,
+        "onnx_max_abs_diff": {m: rows[(m, "onnxruntime")]["max_abs_diff_vs_pytorch_fp32"] for m in models},
+        "onnx_latency_vs_eager_batch1": {
+            m: rows[(m, "pytorch fp32")]["latency_ms_batch1"] / rows[(m, "onnxruntime")]["latency_ms_batch1"]
+            for m in models
+        },
+        "rows": list(rows.values()),
+    }
     write_json(args.out, result)
     with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
         fh.write(markdown(result))
@@ -135,23 +153,38 @@ class _Module(torch.nn.Module):
 
 def markdown(r: dict) -> str:
     m = r["machine"]
-    lines = ["# Inference: one-step generator against its teacher", "",
-             f"Command: `{r['command']}`. Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}, "
-             f"{m['threads']} threads.", "",
-             f"Student `{r['student']}` (1 network evaluation) and teacher `{r['teacher']}` (Heun, "
-             f"{r['teacher_heun_steps']} steps), the same U-Net. Latency: median per call at batch 1; throughput: "
-             f"median at batch {r['batch']}; digit score of {r['samples_scored']} samples from the same noise.", "",
-             "| model | path | NFE | latency ms (batch 1) | images/s (batch) | digit score | confident | "
-             "max abs diff vs fp32 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Inference: one-step generator against its teacher",
+        "",
+        f"Command: `{r['command']}`. Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}, "
+        f"{m['threads']} threads.",
+        "",
+        f"Student `{r['student']}` (1 network evaluation) and teacher `{r['teacher']}` (Heun, "
+        f"{r['teacher_heun_steps']} steps), the same U-Net. Latency: median per call at batch 1; throughput: "
+        f"median at batch {r['batch']}; digit score of {r['samples_scored']} samples from the same noise.",
+        "",
+        "| model | path | NFE | latency ms (batch 1) | images/s (batch) | digit score | confident | "
+        "max abs diff vs fp32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in r["rows"]:
         diff = row.get("max_abs_diff_vs_pytorch_fp32")
-        lines.append(f"| {row['model']} | {row['path']} | {row['network_evaluations']} | "
-                     f"{row['latency_ms_batch1']:.2f} | {row['images_per_s_batch']:.0f} | {row['digit_score']:.2f} | "
-                     f"{row['confident']:.2f} | {'-' if diff is None else f'{diff:.2g}'} |")
-    lines += ["", "One-step over teacher, throughput at batch " + str(r["batch"]) + ": "
-              + ", ".join(f"{k} {v:.1f}x" for k, v in r["one_step_vs_teacher_speedup"].items()) + ".",
-              "ONNX Runtime over PyTorch eager, batch-1 latency: "
-              + ", ".join(f"{k} {v:.2f}x" for k, v in r["onnx_latency_vs_eager_batch1"].items()) + "."]
+        lines.append(
+            f"| {row['model']} | {row['path']} | {row['network_evaluations']} | "
+            f"{row['latency_ms_batch1']:.2f} | {row['images_per_s_batch']:.0f} | {row['digit_score']:.2f} | "
+            f"{row['confident']:.2f} | {'-' if diff is None else f'{diff:.2g}'} |"
+        )
+    lines += [
+        "",
+        "One-step over teacher, throughput at batch "
+        + str(r["batch"])
+        + ": "
+        + ", ".join(f"{k} {v:.1f}x" for k, v in r["one_step_vs_teacher_speedup"].items())
+        + ".",
+        "ONNX Runtime over PyTorch eager, batch-1 latency: "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in r["onnx_latency_vs_eager_batch1"].items())
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 

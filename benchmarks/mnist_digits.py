@@ -42,10 +42,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=2000, help="generated samples per generator")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the scores here as JSON")
-    parser.add_argument("--classifier", default=None,
-                        help="reuse the classifier saved at this path (trained and saved there if missing)")
-    parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="diffusion runs: Heun step counts to score, each separately (2N-1 evaluations)")
+    parser.add_argument(
+        "--classifier",
+        default=None,
+        help="reuse the classifier saved at this path (trained and saved there if missing)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="diffusion runs: Heun step counts to score, each separately (2N-1 evaluations)",
+    )
     parser.add_argument("--ema-only", action="store_true", help="score only the EMA weights")
     args = parser.parse_args(argv)
 
@@ -69,10 +77,17 @@ def main(argv=None) -> dict:
             torch.save(classifier.state_dict(), args.classifier)
     probs = class_probabilities(classifier, x_test)
     accuracy = float((probs.argmax(1) == y_test).double().mean())
-    result = {"command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-              "classifier": {"train_images": int(x_train.shape[0]), "test_accuracy": accuracy,
-                             "resolution": resolution, "train_seconds": round(time.time() - t0, 1)},
-              "real_holdout": digit_scores(probs), "runs": {}}
+    result = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        "classifier": {
+            "train_images": int(x_train.shape[0]),
+            "test_accuracy": accuracy,
+            "resolution": resolution,
+            "train_seconds": round(time.time() - t0, 1),
+        },
+        "real_holdout": digit_scores(probs),
+        "runs": {},
+    }
     print(f"classifier test accuracy {accuracy:.3f}; real digits: {_line(result['real_holdout'])}")
     for run, generators, cfg, shape, classes, step in loaded:
         if shape[-1] != resolution:
@@ -94,8 +109,10 @@ def main(argv=None) -> dict:
 
 
 def _line(s: dict) -> str:
-    return (f"confident {s['confident']:.3f}  top-prob {s['mean_top_prob']:.3f}  "
-            f"coverage {s['class_coverage']:.2f}  digit-score {s['digit_score']:.2f}")
+    return (
+        f"confident {s['confident']:.3f}  top-prob {s['mean_top_prob']:.3f}  "
+        f"coverage {s['class_coverage']:.2f}  digit-score {s['digit_score']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,21 @@ from runner import RESULTS, ROOT, Ledger, command_line, machine, read_json, run_
 SEEDS = (0, 1)
 PRECISIONS = ("fp32", "bf16")
 RUNS = {  # preset -> (short-run overrides, metrics compared: name -> higher is better)
-    "mnist-smt": (["train.steps=2000", "method.warmup_steps=400", "method.critic_warmup_steps=100",
-                   "train.sample_every=0", "train.ckpt_every=2500", "eval.samples=500"],
-                  {"digit_score": True, "confident": True, "fd_local": False}),
-    "ring8": (["train.steps=6000", "train.sample_every=0", "train.ckpt_every=6000"],
-              {"precision": True, "mode_kl": False, "energy_distance": False}),
+    "mnist-smt": (
+        [
+            "train.steps=2000",
+            "method.warmup_steps=400",
+            "method.critic_warmup_steps=100",
+            "train.sample_every=0",
+            "train.ckpt_every=2500",
+            "eval.samples=500",
+        ],
+        {"digit_score": True, "confident": True, "fd_local": False},
+    ),
+    "ring8": (
+        ["train.steps=6000", "train.sample_every=0", "train.ckpt_every=6000"],
+        {"precision": True, "mode_kl": False, "energy_distance": False},
+    ),
 }
 
 
@@ -38,8 +48,17 @@ def train(runs: str, preset: str, precision: str, seed: int) -> None:
     folder = run_folder(runs, preset, precision, seed)
     if os.path.isfile(os.path.join(folder, "metrics.json")):
         return
-    cmd = scoremix_command("train", "--config", preset, "--out", folder, *RUNS[preset][0],
-                           f"train.precision={precision}", f"train.seed={seed}", "train.progress=off")
+    cmd = scoremix_command(
+        "train",
+        "--config",
+        preset,
+        "--out",
+        folder,
+        *RUNS[preset][0],
+        f"train.precision={precision}",
+        f"train.seed={seed}",
+        "train.progress=off",
+    )
     print(" ".join(cmd[2:]), flush=True)
     result = run_logged(cmd, folder + ".log")
     Ledger(folder + ".sittings.jsonl").add({**result, "command": " ".join(["scoremix", *cmd[3:]])})
@@ -50,8 +69,14 @@ def train(runs: str, preset: str, precision: str, seed: int) -> None:
 def score(runs: str, preset: str, precision: str, seed: int, scorer) -> dict:
     folder = run_folder(runs, preset, precision, seed)
     costs = Ledger(folder + ".sittings.jsonl").totals()
-    out = {"preset": preset, "precision": precision, "seed": seed, "train_cpu_s": costs["cpu_s"],
-           "train_wall_s": costs["wall_s"], "train_seconds": read_json(os.path.join(folder, "metrics.json"))["train_seconds"]}
+    out = {
+        "preset": preset,
+        "precision": precision,
+        "seed": seed,
+        "train_cpu_s": costs["cpu_s"],
+        "train_wall_s": costs["wall_s"],
+        "train_seconds": read_json(os.path.join(folder, "metrics.json"))["train_seconds"],
+    }
     if preset == "ring8":
         ema = read_json(os.path.join(folder, "metrics.json"))["ema"]
         out.update({k: ema[k] for k in ("precision", "modes_covered", "mode_kl", "energy_distance")})
@@ -75,25 +100,41 @@ def verdicts(rows: list[dict]) -> dict:
             lo, hi = min(vals["fp32"]), max(vals["fp32"])
             pad = 0.5 * (hi - lo)
             mean = sum(vals["bf16"]) / len(vals["bf16"])
-            out[f"{preset}/{metric}"] = {"fp32": vals["fp32"], "bf16": vals["bf16"], "bf16_mean": mean,
-                                         "within_fp32_spread": lo - pad <= mean <= hi + pad}
+            out[f"{preset}/{metric}"] = {
+                "fp32": vals["fp32"],
+                "bf16": vals["bf16"],
+                "bf16_mean": mean,
+                "within_fp32_spread": lo - pad <= mean <= hi + pad,
+            }
     return out
 
 
 def markdown(result: dict) -> str:
-    lines = ["# bf16 autocast on the CPU: quality against fp32", "",
-             f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, {result['machine']['cpu_count']} "
-             f"CPUs, torch {result['machine']['torch']}.", "",
-             "| preset | precision | seed | train CPU s | train s (run's own clock) | metrics |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# bf16 autocast on the CPU: quality against fp32",
+        "",
+        f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, {result['machine']['cpu_count']} "
+        f"CPUs, torch {result['machine']['torch']}.",
+        "",
+        "| preset | precision | seed | train CPU s | train s (run's own clock) | metrics |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         metrics = ", ".join(f"{k} {r[k]:.3f}" for k in RUNS[r["preset"]][1])
-        lines.append(f"| {r['preset']} | {r['precision']} | {r['seed']} | {r['train_cpu_s']:.0f} | "
-                     f"{r['train_seconds']:.0f} | {metrics} |")
-    lines += ["", "| metric | fp32 seeds | bf16 seeds | bf16 mean within the fp32 spread (widened by half) |",
-              "|---|---|---|---|"]
+        lines.append(
+            f"| {r['preset']} | {r['precision']} | {r['seed']} | {r['train_cpu_s']:.0f} | "
+            f"{r['train_seconds']:.0f} | {metrics} |"
+        )
+    lines += [
+        "",
+        "| metric | fp32 seeds | bf16 seeds | bf16 mean within the fp32 spread (widened by half) |",
+        "|---|---|---|---|",
+    ]
     for key, v in result["verdicts"].items():
-        lines.append(f"| {key} | {', '.join(f'{x:.3f}' for x in v['fp32'])} | {', '.join(f'{x:.3f}' for x in v['bf16'])} "
-                     f"| {'yes' if v['within_fp32_spread'] else 'no'} |")
+        lines.append(
+            f"| {key} | {', '.join(f'{x:.3f}' for x in v['fp32'])} | {', '.join(f'{x:.3f}' for x in v['bf16'])} "
+            f"| {'yes' if v['within_fp32_spread'] else 'no'} |"
+        )
     lines += ["", "Commands:", ""] + [f"- `{c}`" for c in result["commands"]]
     return "\n".join(lines) + "\n"
 
@@ -114,12 +155,25 @@ def main(argv=None) -> int:
     from quality import Scorer
 
     scorer = Scorer(os.path.join(args.runs, "digit-classifier.pt"))
-    rows = [score(args.runs, p, prec, s, scorer) for p in RUNS for s in SEEDS for prec in PRECISIONS
-            if os.path.isfile(os.path.join(run_folder(args.runs, p, prec, s), "metrics.json"))]
-    result = {"command": command_line(__file__, argv if argv is not None else sys.argv[1:]), "machine": machine(),
-              "rows": rows, "verdicts": verdicts(rows),
-              "commands": [" ".join(["scoremix train --config", p, *RUNS[p][0], f"train.precision={prec}",
-                                     f"train.seed={s}"]) for p in RUNS for s in SEEDS for prec in PRECISIONS]}
+    rows = [
+        score(args.runs, p, prec, s, scorer)
+        for p in RUNS
+        for s in SEEDS
+        for prec in PRECISIONS
+        if os.path.isfile(os.path.join(run_folder(args.runs, p, prec, s), "metrics.json"))
+    ]
+    result = {
+        "command": command_line(__file__, argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "rows": rows,
+        "verdicts": verdicts(rows),
+        "commands": [
+            " ".join(["scoremix train --config", p, *RUNS[p][0], f"train.precision={prec}", f"train.seed={s}"])
+            for p in RUNS
+            for s in SEEDS
+            for prec in PRECISIONS
+        ],
+    }
     write_json(args.out, result)
     with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
         fh.write(markdown(result))

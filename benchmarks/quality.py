@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runner import RESULTS, ROOT, Ledger, command_line, machine, read_json, run_logged, scoremix_command, write_json  # noqa: E402
 
 HELD_OUT = 500
-SAMPLE_SEED = 0          # the noise of every row: benchmarks/mnist_digits.py's default seed
+SAMPLE_SEED = 0  # the noise of every row: benchmarks/mnist_digits.py's default seed
 PICTURE_SEED = 2024
 
 # stage -> (method, preset, extra overrides, seed); students name the teacher's run folder at run time
@@ -48,41 +48,98 @@ STAGES = {
 _TINY_NETS = ["generator.channels=8", "score.channels=8", "generator.blocks=1", "score.blocks=1"]
 BUDGETS = {
     "cpu": {"device": "cpu", "samples": 2000, "curve_samples": 1000, "overrides": {}},
-    "tiny": {"device": "cpu", "samples": 64, "curve_samples": 32, "classifier_epochs": 1, "overrides": {
-        "teacher": _TINY_NETS + ["train.steps=12", "batch_size=16", "ckpt_every=6", "keep_every=6", "eval.samples=32",
-                                 "eval.heun_steps=3", "optim.lr_warmup=2"],
-        "student": ["train.steps=6", "batch_size=8", "ckpt_every=3", "keep_every=3", "eval.samples=32",
-                    "method.critic_warmup_steps=2", "optim.lr_warmup=2"],
-        "smt": _TINY_NETS + ["train.steps=8", "batch_size=8", "ckpt_every=4", "keep_every=4", "eval.samples=32",
-                             "method.warmup_steps=2", "method.critic_warmup_steps=2", "optim.lr_warmup=2"],
-        "gan": _TINY_NETS + ["train.steps=6", "batch_size=8", "ckpt_every=3", "keep_every=3", "eval.samples=32",
-                             "optim.lr_warmup=2"]}},
+    "tiny": {
+        "device": "cpu",
+        "samples": 64,
+        "curve_samples": 32,
+        "classifier_epochs": 1,
+        "overrides": {
+            "teacher": _TINY_NETS
+            + [
+                "train.steps=12",
+                "batch_size=16",
+                "ckpt_every=6",
+                "keep_every=6",
+                "eval.samples=32",
+                "eval.heun_steps=3",
+                "optim.lr_warmup=2",
+            ],
+            "student": [
+                "train.steps=6",
+                "batch_size=8",
+                "ckpt_every=3",
+                "keep_every=3",
+                "eval.samples=32",
+                "method.critic_warmup_steps=2",
+                "optim.lr_warmup=2",
+            ],
+            "smt": _TINY_NETS
+            + [
+                "train.steps=8",
+                "batch_size=8",
+                "ckpt_every=4",
+                "keep_every=4",
+                "eval.samples=32",
+                "method.warmup_steps=2",
+                "method.critic_warmup_steps=2",
+                "optim.lr_warmup=2",
+            ],
+            "gan": _TINY_NETS
+            + ["train.steps=6", "batch_size=8", "ckpt_every=3", "keep_every=3", "eval.samples=32", "optim.lr_warmup=2"],
+        },
+    },
     # one H100, about 8 minutes in all: larger batches, far fewer iterations (launch-bound small networks)
-    "gpu": {"device": "cuda", "samples": 2000, "curve_samples": 1000, "overrides": {
-        "teacher": ["batch_size=256", "train.steps=2500", "ckpt_every=500", "keep_every=500", "optim.lr_warmup=100"],
-        "student": ["batch_size=128", "train.steps=500", "ckpt_every=250", "keep_every=250"],
-        "smt": ["batch_size=128", "train.steps=1500", "method.warmup_steps=300", "method.critic_warmup_steps=100",
-                "ckpt_every=500", "keep_every=500"],
-        "gan": ["batch_size=128", "train.steps=800", "ckpt_every=400", "keep_every=400"]}},
+    "gpu": {
+        "device": "cuda",
+        "samples": 2000,
+        "curve_samples": 1000,
+        "overrides": {
+            "teacher": [
+                "batch_size=256",
+                "train.steps=2500",
+                "ckpt_every=500",
+                "keep_every=500",
+                "optim.lr_warmup=100",
+            ],
+            "student": ["batch_size=128", "train.steps=500", "ckpt_every=250", "keep_every=250"],
+            "smt": [
+                "batch_size=128",
+                "train.steps=1500",
+                "method.warmup_steps=300",
+                "method.critic_warmup_steps=100",
+                "ckpt_every=500",
+                "keep_every=500",
+            ],
+            "gan": ["batch_size=128", "train.steps=800", "ckpt_every=400", "keep_every=400"],
+        },
+    },
 }
-TARGETS = {"teacher": "digit score >= 8.0 and >= 80 % confident at <= 35 evaluations",
-           "smd": "digit score >= 7.8 and within 0.3 of the teacher, both seeds",
-           "dmd": "reported beside SMD at the same iterations",
-           "smt": "digit score >= 7.5", "gan": "reported beside SMT"}
+TARGETS = {
+    "teacher": "digit score >= 8.0 and >= 80 % confident at <= 35 evaluations",
+    "smd": "digit score >= 7.8 and within 0.3 of the teacher, both seeds",
+    "dmd": "reported beside SMD at the same iterations",
+    "smt": "digit score >= 7.5",
+    "gan": "reported beside SMT",
+}
 
 
 def smoke_budget(budget: dict) -> dict:
     """`budget` with the tiny budget's overrides applied after its own (key=value: the last one wins)."""
     tiny = BUDGETS["tiny"]
-    return {**tiny, "overrides": {role: budget["overrides"].get(role, []) + tiny["overrides"][role]
-                                  for role in tiny["overrides"]}}
+    return {
+        **tiny,
+        "overrides": {role: budget["overrides"].get(role, []) + tiny["overrides"][role] for role in tiny["overrides"]},
+    }
 
 
 def stage_overrides(stage: str, budget: dict, runs: str) -> list[str]:
     method, _, extra, seed = STAGES[stage]
     role = "student" if method in ("smd", "dmd") else method
-    out = list(extra) + list(budget["overrides"].get(role, [])) + [f"train.seed={seed}", "train.progress=off",
-                                                                   f"train.device={budget['device']}"]
+    out = (
+        list(extra)
+        + list(budget["overrides"].get(role, []))
+        + [f"train.seed={seed}", "train.progress=off", f"train.device={budget['device']}"]
+    )
     if method in ("smd", "dmd"):
         out.append(f"method.teacher={os.path.join(runs, 'teacher')}")
     return out
@@ -138,7 +195,7 @@ class Scorer:
     def _features(self, x: torch.Tensor) -> np.ndarray:
         from scoremix.eval_protocol import quantize_uint8
 
-        return np.concatenate([self.features(quantize_uint8(x[i:i + 500]))[0] for i in range(0, len(x), 500)])
+        return np.concatenate([self.features(quantize_uint8(x[i : i + 500]))[0] for i in range(0, len(x), 500)])
 
     def __call__(self, x: torch.Tensor) -> dict:
         from scoremix.metrics.digits import class_probabilities, digit_scores
@@ -148,12 +205,20 @@ class Scorer:
         scores = digit_scores(class_probabilities(self.classifier, x))
         feats = self._features(x)
         fd = frechet_distance(*feature_statistics(feats), *feature_statistics(self.held_features))
-        kd, kd_std = kernel_distance(self.held_features, feats, num_subsets=100,
-                                     subset_size=min(len(feats), len(self.held_features), 500))
+        kd, kd_std = kernel_distance(
+            self.held_features, feats, num_subsets=100, subset_size=min(len(feats), len(self.held_features), 500)
+        )
         pr = precision_recall(self.held_features, feats, k=3)
-        return {"digit_score": scores["digit_score"], "confident": scores["confident"],
-                "class_coverage": scores["class_coverage"], "fd_local": fd, "kd_local": kd, "kd_local_std": kd_std,
-                "precision": pr["precision"], "recall": pr["recall"]}
+        return {
+            "digit_score": scores["digit_score"],
+            "confident": scores["confident"],
+            "class_coverage": scores["class_coverage"],
+            "fd_local": fd,
+            "kd_local": kd,
+            "kd_local_std": kd_std,
+            "precision": pr["precision"],
+            "recall": pr["recall"],
+        }
 
 
 def load_stage_sampler(path: str, method: str):
@@ -182,11 +247,23 @@ def score_stage(stage: str, runs: str, scorer: Scorer, n: int) -> dict:
     samples = draw(sampler, meta, n, SAMPLE_SEED)
     sample_seconds = time.time() - t0
     costs = Ledger(folder + ".sittings.jsonl").totals()
-    row = {"stage": stage, "method": method, "preset": preset, "seed": seed, "nfe": meta["evaluations"],
-           "parameters": sum(p.numel() for p in sampler.parameters()), "iterations": meta["step"],
-           "train_cpu_minutes": round(costs["cpu_s"] / 60, 1), "train_wall_minutes": round(costs["wall_s"] / 60, 1),
-           "sittings": costs["sittings"], "samples": n, "sample_seconds": round(sample_seconds, 1),
-           "weights_used": meta["weights"], "weights": None, **scorer(samples)}
+    row = {
+        "stage": stage,
+        "method": method,
+        "preset": preset,
+        "seed": seed,
+        "nfe": meta["evaluations"],
+        "parameters": sum(p.numel() for p in sampler.parameters()),
+        "iterations": meta["step"],
+        "train_cpu_minutes": round(costs["cpu_s"] / 60, 1),
+        "train_wall_minutes": round(costs["wall_s"] / 60, 1),
+        "sittings": costs["sittings"],
+        "samples": n,
+        "sample_seconds": round(sample_seconds, 1),
+        "weights_used": meta["weights"],
+        "weights": None,
+        **scorer(samples),
+    }
     write_json(folder + ".score.json", {"stamp": stamp, "row": row})
     return row
 
@@ -208,9 +285,13 @@ def stage_curve(stage: str, runs: str, scorer: Scorer, n: int) -> list[dict]:
             del state
             sampler, meta = load_stage_sampler(path, method)
             scores = scorer(draw(sampler, meta, n, SAMPLE_SEED))
-            cache[key] = {"iteration": meta["step"], "train_wall_minutes": round(elapsed / 60, 2),
-                          "digit_score": scores["digit_score"], "confident": scores["confident"],
-                          "fd_local": scores["fd_local"]}
+            cache[key] = {
+                "iteration": meta["step"],
+                "train_wall_minutes": round(elapsed / 60, 2),
+                "digit_score": scores["digit_score"],
+                "confident": scores["confident"],
+                "fd_local": scores["fd_local"],
+            }
             write_json(folder + ".curve.json", cache)
         points.append({**cache[key], "train_cpu_minutes": round(cache[key]["train_wall_minutes"] * ratio, 2)})
     return sorted(points, key=lambda p: p["iteration"])
@@ -222,16 +303,26 @@ def floor_row(scorer: Scorer, n: int) -> dict:
     from scoremix.metrics.digits import class_probabilities, digit_scores
 
     pick = torch.randperm(len(scorer.x_train), generator=torch.Generator().manual_seed(1))[:n]
-    row = {"stage": "real", "method": "real (train vs held-out)", "nfe": 0, "samples": int(len(pick)),
-           **scorer(scorer.x_train[pick])}
+    row = {
+        "stage": "real",
+        "method": "real (train vs held-out)",
+        "nfe": 0,
+        "samples": int(len(pick)),
+        **scorer(scorer.x_train[pick]),
+    }
     held = digit_scores(class_probabilities(scorer.classifier, scorer.x_held))
     row["held_out_digit_score"], row["held_out_confident"] = held["digit_score"], held["confident"]
     return row
 
 
 # -- picture and report ---------------------------------------------------------------------------------------
-LABELS = {"teacher": "EDM teacher", "smd": "SMD student", "dmd": "DMD student", "smt": "SMT from scratch",
-          "gan": "GAN baseline"}
+LABELS = {
+    "teacher": "EDM teacher",
+    "smd": "SMD student",
+    "dmd": "DMD student",
+    "smt": "SMT from scratch",
+    "gan": "GAN baseline",
+}
 
 
 def picture(rows: list[dict], runs: str, scorer: Scorer, path: str, per_row: int = 16, zoom: int = 2) -> None:
@@ -261,29 +352,44 @@ def picture(rows: list[dict], runs: str, scorer: Scorer, path: str, per_row: int
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# MNIST quality ladder ({result['budget']} budget)", "",
-             f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, "
-             f"{result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}.", "",
-             "Every row: 2,000 samples of the EMA weights (`samples` says otherwise), noise seed 0; digit scores from "
-             "the classifier of `benchmarks/mnist_digits.py` trained on the 4,500 training digits; FD / KD / precision "
-             "/ recall in its 128-d penultimate-layer features against the 500 held-out digits. Train minutes add "
-             "every sitting of the stage.", "",
-             "| row | NFE | params | iterations | train CPU min | wall min | digit score | confident | coverage | "
-             "FD local | KD local | precision | recall |", "|" + "---|" * 13]
+    lines = [
+        f"# MNIST quality ladder ({result['budget']} budget)",
+        "",
+        f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, "
+        f"{result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}.",
+        "",
+        "Every row: 2,000 samples of the EMA weights (`samples` says otherwise), noise seed 0; digit scores from "
+        "the classifier of `benchmarks/mnist_digits.py` trained on the 4,500 training digits; FD / KD / precision "
+        "/ recall in its 128-d penultimate-layer features against the 500 held-out digits. Train minutes add "
+        "every sitting of the stage.",
+        "",
+        "| row | NFE | params | iterations | train CPU min | wall min | digit score | confident | coverage | "
+        "FD local | KD local | precision | recall |",
+        "|" + "---|" * 13,
+    ]
     for r in result["rows"] + [result["floor"]]:
         params = f"{r['parameters'] / 1e6:.2f}M" if r.get("parameters") else "-"
-        lines.append(f"| {r['stage']} | {r['nfe']} | {params} | {r.get('iterations', '-')} | "
-                     f"{r.get('train_cpu_minutes', '-')} | {r.get('train_wall_minutes', '-')} | "
-                     f"{r['digit_score']:.2f} | {r['confident']:.2f} | {r['class_coverage']:.2f} | "
-                     f"{r['fd_local']:.2f} | {r['kd_local']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+        lines.append(
+            f"| {r['stage']} | {r['nfe']} | {params} | {r.get('iterations', '-')} | "
+            f"{r.get('train_cpu_minutes', '-')} | {r.get('train_wall_minutes', '-')} | "
+            f"{r['digit_score']:.2f} | {r['confident']:.2f} | {r['class_coverage']:.2f} | "
+            f"{r['fd_local']:.2f} | {r['kd_local']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} |"
+        )
     floor = result["floor"]
-    lines += ["", f"Held-out real digits: digit score {floor['held_out_digit_score']:.2f}, "
-              f"{100 * floor['held_out_confident']:.0f} % confident.", "", "## Targets", ""]
+    lines += [
+        "",
+        f"Held-out real digits: digit score {floor['held_out_digit_score']:.2f}, "
+        f"{100 * floor['held_out_confident']:.0f} % confident.",
+        "",
+        "## Targets",
+        "",
+    ]
     lines += [f"- {k}: {v}" for k, v in result["targets"].items()]
     lines += ["", "## Digit score along training (EMA, kept checkpoints)", ""]
     for stage, points in result["curves"].items():
-        cells = ", ".join(f"{p['iteration']}: {p['digit_score']:.2f} ({p['train_cpu_minutes']:.0f} CPU min)"
-                          for p in points)
+        cells = ", ".join(
+            f"{p['iteration']}: {p['digit_score']:.2f} ({p['train_cpu_minutes']:.0f} CPU min)" for p in points
+        )
         lines.append(f"- {stage}: {cells}")
     lines += ["", "## Commands", ""] + [f"- `{c}`" for c in result["stage_commands"]]
     return "\n".join(lines) + "\n"
@@ -301,12 +407,21 @@ def ship(rows: list[dict], runs: str, folder: str) -> None:
     for row in rows:
         if row["stage"] not in chosen:
             continue
-        src = os.path.join(runs, row["stage"], "denoiser.safetensors" if row["method"] == "teacher"
-                           else "generator.safetensors")
+        src = os.path.join(
+            runs, row["stage"], "denoiser.safetensors" if row["method"] == "teacher" else "generator.safetensors"
+        )
         raw, ema, config, info = ckpt.load_generator(src)
         dst = os.path.join(folder, chosen[row["stage"]])
-        ckpt.save_generator(dst, ema if ema is not None else raw, None, config, info["step"], info["data_shape"],
-                            info["num_classes"], kind="denoiser" if row["method"] == "teacher" else "generator")
+        ckpt.save_generator(
+            dst,
+            ema if ema is not None else raw,
+            None,
+            config,
+            info["step"],
+            info["data_shape"],
+            info["num_classes"],
+            kind="denoiser" if row["method"] == "teacher" else "generator",
+        )
         if os.path.getsize(dst) > 8 * 2**20:
             raise SystemExit(f"{dst} is {os.path.getsize(dst) / 2**20:.1f} MB, over the 8 MB limit")
         row["weights"] = os.path.relpath(dst, ROOT)
@@ -316,19 +431,29 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--runs", default=None, help="run folders (default: runs/quality-BUDGET)")
-    parser.add_argument("--results", default=None, help="report folder (default: benchmarks/results/quality for "
-                        "cpu, RUNS/results otherwise)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="report folder (default: benchmarks/results/quality for cpu, RUNS/results otherwise)",
+    )
     parser.add_argument("--only", default=None, help="comma list of stages to train now (default: all, in order)")
-    parser.add_argument("--report", action="store_true", help="train nothing; score finished stages and write the report")
+    parser.add_argument(
+        "--report", action="store_true", help="train nothing; score finished stages and write the report"
+    )
     parser.add_argument("--ship", default=None, help="copy the EMA weights of teacher, best SMD and SMT here")
     parser.add_argument("--no-curves", action="store_true", help="skip the digit-score curves over checkpoints")
-    parser.add_argument("--smoke", action="store_true", help="the budget's settings with the tiny budget's sizes, "
-                        "on the CPU: checks a budget (gpu) where its hardware is absent")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the budget's settings with the tiny budget's sizes, "
+        "on the CPU: checks a budget (gpu) where its hardware is absent",
+    )
     args = parser.parse_args(argv)
     budget = smoke_budget(BUDGETS[args.budget]) if args.smoke else BUDGETS[args.budget]
     runs = os.path.abspath(args.runs or os.path.join(ROOT, "runs", f"quality-{args.budget}"))
-    results = os.path.abspath(args.results or (os.path.join(RESULTS, "quality") if args.budget == "cpu"
-                                               else os.path.join(runs, "results")))
+    results = os.path.abspath(
+        args.results or (os.path.join(RESULTS, "quality") if args.budget == "cpu" else os.path.join(runs, "results"))
+    )
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     only = [s for s in (args.only.split(",") if args.only else STAGES)]
     unknown = [s for s in only if s not in STAGES]
@@ -347,14 +472,30 @@ def main(argv=None) -> int:
     rows = [score_stage(s, runs, scorer, budget["samples"]) for s in finished]
     if args.ship:
         ship(rows, runs, os.path.abspath(args.ship))
-    result = {"budget": args.budget, "command": command_line(__file__, argv if argv is not None else sys.argv[1:]),
-              "machine": machine(), "complete": len(finished) == len(STAGES), "rows": rows,
-              "floor": floor_row(scorer, budget["samples"]), "targets": TARGETS,
-              "curves": {} if args.no_curves else {s: stage_curve(s, runs, scorer, budget["curve_samples"])
-                                                   for s in finished},
-              "stage_commands": [" ".join(["scoremix train --config", STAGES[s][1], "--out", f"RUNS/{s}",
-                                           *[o.replace(runs, "RUNS") for o in stage_overrides(s, budget, runs)]])
-                                 for s in STAGES]}
+    result = {
+        "budget": args.budget,
+        "command": command_line(__file__, argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "complete": len(finished) == len(STAGES),
+        "rows": rows,
+        "floor": floor_row(scorer, budget["samples"]),
+        "targets": TARGETS,
+        "curves": {}
+        if args.no_curves
+        else {s: stage_curve(s, runs, scorer, budget["curve_samples"]) for s in finished},
+        "stage_commands": [
+            " ".join(
+                [
+                    "scoremix train --config",
+                    STAGES[s][1],
+                    "--out",
+                    f"RUNS/{s}",
+                    *[o.replace(runs, "RUNS") for o in stage_overrides(s, budget, runs)],
+                ]
+            )
+            for s in STAGES
+        ],
+    }
     previous = read_json(os.path.join(results, "quality.json"), {})
     if "gpu" in previous:
         result["gpu"] = previous["gpu"]

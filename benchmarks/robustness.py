@@ -43,8 +43,13 @@ from tests.robustness_helpers import (  # noqa: E402
 
 
 def machine() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "device": "cpu (training subprocesses with OMP_NUM_THREADS=1)"}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": "cpu (training subprocesses with OMP_NUM_THREADS=1)",
+    }
 
 
 def yes_no(flag: bool) -> str:
@@ -61,17 +66,33 @@ def markdown(r: dict) -> str:
         ("SIGTERM: resume hint printed", yes_no(bool(t["resume_hint"]))),
         ("SIGTERM: bitwise-equal continuation", yes_no(t["bitwise_equal"])),
     ]
-    rows += [(f"damaged newest checkpoint ({c['damage']}): warned and resumed from the previous",
-              yes_no(c["exit_code"] == 0 and c["warning_names_file"] and c["resumed_from_previous"]))
-             for c in r["corruption"]]
+    rows += [
+        (
+            f"damaged newest checkpoint ({c['damage']}): warned and resumed from the previous",
+            yes_no(c["exit_code"] == 0 and c["warning_names_file"] and c["resumed_from_previous"]),
+        )
+        for c in r["corruption"]
+    ]
     rows.append(("bad inputs: exit code 2 with a one-line message", f"{b['exit_2_one_line']} / {b['tried']}"))
-    lines = [f"# Robustness ({r['date']})", "", f"`{r['command']}` on {r['machine']['platform']}, "
-             f"{r['machine']['cpu_count']} CPUs, torch {r['machine']['torch']}; {r['seconds']:.0f} s.", "",
-             "| check | result |", "|---|---|"]
+    lines = [
+        f"# Robustness ({r['date']})",
+        "",
+        f"`{r['command']}` on {r['machine']['platform']}, "
+        f"{r['machine']['cpu_count']} CPUs, torch {r['machine']['torch']}; {r['seconds']:.0f} s.",
+        "",
+        "| check | result |",
+        "|---|---|",
+    ]
     lines += [f"| {a} | {v} |" for a, v in rows]
-    lines += ["", "| kill | killed after checkpoint | step reached | resumed from | steps lost |", "|---|---|---|---|---|"]
-    lines += [f"| {x['kill']} | {x['checkpoint_seen']} | {x['step_reached']} | {x['resumed_from']} | {x['steps_lost']} |"
-              for x in k["kills"]]
+    lines += [
+        "",
+        "| kill | killed after checkpoint | step reached | resumed from | steps lost |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {x['kill']} | {x['checkpoint_seen']} | {x['step_reached']} | {x['resumed_from']} | {x['steps_lost']} |"
+        for x in k["kills"]
+    ]
     failed = [c for c in b["cases"] if not c["ok"]]
     if failed:
         lines += ["", "Bad inputs that did not give a one-line exit-2 error:", ""]
@@ -96,10 +117,12 @@ def run(kills: int, seed: int) -> dict:
         cases = [check_bad_input(case, ws) for case in BAD_INPUTS]
     passed = sum(c["ok"] for c in cases)
     print(f"  {passed} / {len(cases)} exit 2 with one line")
-    kill, term, corruption, cases = (json.loads(json.dumps(x).replace(work, "<tmp>"))
-                                     for x in (kill, term, corruption, cases))
+    kill, term, corruption, cases = (
+        json.loads(json.dumps(x).replace(work, "<tmp>")) for x in (kill, term, corruption, cases)
+    )
     return {
-        "command": "python benchmarks/robustness.py" + ("" if (kills, seed) == (5, 0) else f" --kills {kills} --seed {seed}"),
+        "command": "python benchmarks/robustness.py"
+        + ("" if (kills, seed) == (5, 0) else f" --kills {kills} --seed {seed}"),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
         "training_config": {"preset": "ring8", "overrides": run_overrides(), "steps": STEPS},
@@ -130,8 +153,11 @@ def main() -> int:
     with open(os.path.join(folder, "robustness.md"), "w") as fh:
         fh.write(markdown(result))
     print(f"wrote {folder}/robustness.json and robustness.md")
-    ok = (result["kills_survived"] == args.kills and result["bitwise_equal_continuation"] == "yes"
-          and result["bad_inputs_exit_2_one_line"] == result["bad_inputs_tried"])
+    ok = (
+        result["kills_survived"] == args.kills
+        and result["bitwise_equal_continuation"] == "yes"
+        and result["bad_inputs_exit_2_one_line"] == result["bad_inputs_tried"]
+    )
     return 0 if ok else 1
 
 

@@ -44,8 +44,7 @@ class Child:
     """A started command, its stdout and stderr going to log_path after a `$ command` line (appended, or the log
     started afresh with fresh=True). `poll()` (None while it runs) and `wait()` give run_logged's record."""
 
-    def __init__(self, cmd: list[str], log_path: str, threads: int | None = None, cwd: str = ROOT,
-                 fresh: bool = False):
+    def __init__(self, cmd: list[str], log_path: str, threads: int | None = None, cwd: str = ROOT, fresh: bool = False):
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         self.load_before = os.getloadavg()[0]
         self.start = time.time()
@@ -54,8 +53,9 @@ class Child:
         self._log.write(f"$ {' '.join(cmd)}\n")
         self._log.flush()
         try:
-            self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
-                                         env=child_env(threads))
+            self.proc = subprocess.Popen(
+                cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=child_env(threads)
+            )
         except OSError:
             self._log.close()
             raise
@@ -76,10 +76,13 @@ class Child:
     def _finish(self, status: int, usage) -> None:
         self._log.close()
         self.proc.returncode = os.waitstatus_to_exitcode(status)
-        self.result = {"rc": self.proc.returncode, "wall_s": round(time.time() - self.start, 1),
-                       "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-                       "load": [round(self.load_before, 2), round(os.getloadavg()[0], 2)],
-                       "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.start))}
+        self.result = {
+            "rc": self.proc.returncode,
+            "wall_s": round(time.time() - self.start, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "load": [round(self.load_before, 2), round(os.getloadavg()[0], 2)],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.start)),
+        }
 
 
 def log_tail(path: str, chars: int = 2000) -> str:
@@ -126,15 +129,24 @@ class Ledger:
 
     def totals(self) -> dict:
         rows = self.sittings()
-        return {"sittings": len(rows), "wall_s": round(sum(r["wall_s"] for r in rows), 1),
-                "cpu_s": round(sum(r["cpu_s"] for r in rows), 1)}
+        return {
+            "sittings": len(rows),
+            "wall_s": round(sum(r["wall_s"] for r in rows), 1),
+            "cpu_s": round(sum(r["cpu_s"] for r in rows), 1),
+        }
 
 
 def machine() -> dict:
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(), "processor": _cpu_name(), "platform": platform.platform()}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "processor": _cpu_name(),
+        "platform": platform.platform(),
+    }
 
 
 def _cpu_name() -> str:

@@ -39,12 +39,19 @@ LEVERS = {  # variant -> (precision, channels_last, compile)
 }
 
 
-def make_trainer(preset: str, batch: int, gen_every: int, folder: str, precision: str, channels_last: bool,
-                 compile_mode: str, device: str = "cpu"):
+def make_trainer(
+    preset: str,
+    batch: int,
+    gen_every: int,
+    folder: str,
+    precision: str,
+    channels_last: bool,
+    compile_mode: str,
+    device: str = "cpu",
+):
     from scoremix.config_loader import load_config
-    from scoremix.trainer import Trainer
-
     from scoremix.data.toy import TOYS
+    from scoremix.trainer import Trainer
 
     base = load_config(preset)
     data = []
@@ -55,17 +62,38 @@ def make_trainer(preset: str, batch: int, gen_every: int, folder: str, precision
         if not os.path.exists(path):
             rng = np.random.default_rng(0)
             np.savez(path, x=rng.integers(0, 256, (max(256, 4 * batch), side, side, channels), dtype=np.uint8))
-        data = ["data.source=npz", f"data.path={path}", "data.resolution=none", "data.holdout=0",
-                "data.conditional=false"]
-    cfg = load_config(preset, [*data, f"batch_size={batch}", f"gen_every={gen_every}",
-                               "method.warmup_steps=0", "method.critic_warmup_steps=0", "method.gan=false",
-                               "optim.lr_warmup=0", "optim.gen_schedule=constant", "optim.score_schedule=constant",
-                               "progress=off", "sample_every=0", "ckpt_every=0", f"device={device}",
-                               f"precision={precision}", f"channels_last={channels_last}",
-                               f"train.compile={compile_mode == 'blocks'}"])
+        data = [
+            "data.source=npz",
+            f"data.path={path}",
+            "data.resolution=none",
+            "data.holdout=0",
+            "data.conditional=false",
+        ]
+    cfg = load_config(
+        preset,
+        [
+            *data,
+            f"batch_size={batch}",
+            f"gen_every={gen_every}",
+            "method.warmup_steps=0",
+            "method.critic_warmup_steps=0",
+            "method.gan=false",
+            "optim.lr_warmup=0",
+            "optim.gen_schedule=constant",
+            "optim.score_schedule=constant",
+            "progress=off",
+            "sample_every=0",
+            "ckpt_every=0",
+            f"device={device}",
+            f"precision={precision}",
+            f"channels_last={channels_last}",
+            f"train.compile={compile_mode == 'blocks'}",
+        ],
+    )
     torch.manual_seed(0)
-    trainer = Trainer(cfg, os.path.join(folder, f"run-{precision}-{channels_last}-{compile_mode}"),
-                      echo=lambda *a, **k: None)
+    trainer = Trainer(
+        cfg, os.path.join(folder, f"run-{precision}-{channels_last}-{compile_mode}"), echo=lambda *a, **k: None
+    )
     if compile_mode == "whole":
         from scoremix.nets.compile import allow_recompiles
 
@@ -93,10 +121,12 @@ class Reference:
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.ema_updates = trainer.ema.updates if trainer.ema else 0
         o = cfg.optim
-        self.opt_gen = torch.optim.AdamW(self.generator.parameters(), lr=o.lr_gen, betas=(o.beta1, o.beta2),
-                                         weight_decay=o.weight_decay)
-        self.opt_critic = torch.optim.AdamW(self.critic.parameters(), lr=o.lr_score, betas=(o.beta1, o.beta2),
-                                            weight_decay=o.weight_decay)
+        self.opt_gen = torch.optim.AdamW(
+            self.generator.parameters(), lr=o.lr_gen, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+        )
+        self.opt_critic = torch.optim.AdamW(
+            self.critic.parameters(), lr=o.lr_score, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+        )
         m = trainer.method
         self.grid, self.gen_range, self.shape = m.grid, m.gen_sigma_range, m.data_shape
         self.gen_alpha, self.score_alpha, self.sigma_data = m.gen_alpha, m.score_alpha, m.sigma_data
@@ -118,7 +148,7 @@ class Reference:
             d_real = self.critic.denoiser(x_t, sigma, alpha=torch.ones_like(alpha))
         diff = d_fake - d_mix  # Eq. 9-10
         mean = lambda v: v.flatten(1).mean(1).reshape(-1, *[1] * (v.ndim - 1))  # noqa: E731
-        scale = mean((x.detach() - d_real).abs()) * torch.sqrt(mean(diff ** 2) / (mean((d_real - d_fake) ** 2) + 1e-6))
+        scale = mean((x.detach() - d_real).abs()) * torch.sqrt(mean(diff**2) / (mean((d_real - d_fake) ** 2) + 1e-6))
         grad = torch.nan_to_num(diff / scale, nan=0.0, posinf=0.0, neginf=0.0)
         loss = 0.5 * (x - (x - grad).detach()).pow(2).mean()
         self.opt_gen.zero_grad(set_to_none=True)
@@ -142,7 +172,7 @@ class Reference:
         real_t, fake_t = self._noisy(x_real, sigma), self._noisy(x_fake, sigma)
         d_real = self.critic.denoiser(real_t, sigma, alpha=alpha)  # two separate passes
         d_fake = self.critic.denoiser(fake_t, sigma, alpha=alpha)
-        weight = sigma ** -2 + self.sigma_data ** -2
+        weight = sigma**-2 + self.sigma_data**-2
         mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
         loss = (alpha * weight * mse(d_real, x_real) + (1 - alpha) * weight * mse(d_fake, x_fake)).mean()  # Eq. 8
         self.opt_critic.zero_grad(set_to_none=True)
@@ -190,6 +220,7 @@ def _sampler(trainer, precision: str, batch: int):
     def sample():
         with autocast("cpu", precision):
             return generator(z).float()
+
     return sample
 
 
@@ -217,13 +248,20 @@ def measure(preset: str, batch: int, gen_every: int, cycles: int, sample_batch: 
         train = _alternate(runners, cycles, warm)
         sample = _alternate(samplers, cycles, warm)
     images = batch * gen_every
-    return {"preset": preset, "batch": batch, "critic_steps_per_cycle": gen_every, "cycles_timed": cycles,
-            "chosen": {"precision": chosen[0], "channels_last": chosen[1], "compile": chosen[2]},
-            "parameters": base.param_counts, "images_per_cycle": images,
-            "fp32_library_vs_reference_max_relative_loss_difference": worst,
-            "training": _summarise(train, "fp32 eager", images), "sampling_batch": sample_batch,
-            "sampling": _summarise(sample, "fp32 eager", sample_batch),
-            "sampling_max_abs_difference_vs_fp32": diffs}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "critic_steps_per_cycle": gen_every,
+        "cycles_timed": cycles,
+        "chosen": {"precision": chosen[0], "channels_last": chosen[1], "compile": chosen[2]},
+        "parameters": base.param_counts,
+        "images_per_cycle": images,
+        "fp32_library_vs_reference_max_relative_loss_difference": worst,
+        "training": _summarise(train, "fp32 eager", images),
+        "sampling_batch": sample_batch,
+        "sampling": _summarise(sample, "fp32 eager", sample_batch),
+        "sampling_max_abs_difference_vs_fp32": diffs,
+    }
 
 
 def _alternate(runners: dict, cycles: int, warm: int) -> dict:
@@ -239,11 +277,15 @@ def _alternate(runners: dict, cycles: int, warm: int) -> dict:
 def _summarise(times: dict, baseline: str, images: int) -> dict:
     out = {}
     for name, ts in times.items():
-        steady = ts[-(len(ts) - 2):] if len(ts) > 2 else ts
+        steady = ts[-(len(ts) - 2) :] if len(ts) > 2 else ts
         med = statistics.median(steady)
-        out[name] = {"median_s": med, "fastest_s": min(steady), "images_per_s": images / med,
-                     "first_cycles_s": [round(t, 3) for t in ts[:2]],
-                     "compile_s": round(max(0.0, sum(ts[:2]) - 2 * med), 2)}
+        out[name] = {
+            "median_s": med,
+            "fastest_s": min(steady),
+            "images_per_s": images / med,
+            "first_cycles_s": [round(t, 3) for t in ts[:2]],
+            "compile_s": round(max(0.0, sum(ts[:2]) - 2 * med), 2),
+        }
     base = out[baseline]["median_s"]
     for name in out:
         out[name]["speedup_vs_fp32_eager"] = base / out[name]["median_s"]
@@ -268,10 +310,18 @@ def profile_cycles(preset: str, batch: int, gen_every: int, rows: int = 14) -> d
 
 def onednn_kernels() -> list[str]:
     """The oneDNN implementations a bf16 convolution forward and backward pick here (ONEDNN_VERBOSE)."""
-    code = ("import torch\nnet = torch.nn.Conv2d(32, 32, 3, padding=1)\nx = torch.randn(8, 32, 14, 14, requires_grad=True)\n"
-            "with torch.autocast('cpu', dtype=torch.bfloat16):\n    y = net(x)\ny.float().sum().backward()\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**child_env(), "ONEDNN_VERBOSE": "1"}, timeout=120)
+    code = (
+        "import torch\nnet = torch.nn.Conv2d(32, 32, 3, padding=1)\nx = torch.randn(8, 32, 14, 14, requires_grad=True)\n"
+        "with torch.autocast('cpu', dtype=torch.bfloat16):\n    y = net(x)\ny.float().sum().backward()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**child_env(), "ONEDNN_VERBOSE": "1"},
+        timeout=120,
+    )
     kinds = set()
     for line in done.stdout.splitlines():
         parts = line.split(",")
@@ -281,35 +331,65 @@ def onednn_kernels() -> list[str]:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# CPU speed levers: SMT training cycle and one-step sampling", "",
-             f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, "
-             f"{result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}, {result['machine']['threads']} "
-             f"threads. Load average (1 min) before / after: {result['load_average_1min']}.", "",
-             "All variants in one process, same weights, batches and draws, cycles alternating; ratios are medians "
-             "against fp32 eager (the 0.1 path). `chosen` is the preset's own settings. Compile time is the first two "
-             "cycles' excess over the median.", ""]
+    lines = [
+        "# CPU speed levers: SMT training cycle and one-step sampling",
+        "",
+        f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, "
+        f"{result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}, {result['machine']['threads']} "
+        f"threads. Load average (1 min) before / after: {result['load_average_1min']}.",
+        "",
+        "All variants in one process, same weights, batches and draws, cycles alternating; ratios are medians "
+        "against fp32 eager (the 0.1 path). `chosen` is the preset's own settings. Compile time is the first two "
+        "cycles' excess over the median.",
+        "",
+    ]
     for r in result["presets"]:
         c = r["chosen"]
-        lines += [f"## {r['preset']} networks ({', '.join(f'{k} {v / 1e6:.2f}M' for k, v in r['parameters'].items())}), "
-                  f"batch {r['batch']}, 1 generator + {r['critic_steps_per_cycle']} critic steps; sampling batch "
-                  f"{r['sampling_batch']}", "",
-                  f"Chosen: precision {c['precision']}, channels_last {c['channels_last']}, compile {c['compile']}.", "",
-                  "| variant | training images/s | training vs fp32 eager | compile s | sampling images/s | "
-                  "sampling vs fp32 eager | sampling max abs diff vs fp32 |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {r['preset']} networks ({', '.join(f'{k} {v / 1e6:.2f}M' for k, v in r['parameters'].items())}), "
+            f"batch {r['batch']}, 1 generator + {r['critic_steps_per_cycle']} critic steps; sampling batch "
+            f"{r['sampling_batch']}",
+            "",
+            f"Chosen: precision {c['precision']}, channels_last {c['channels_last']}, compile {c['compile']}.",
+            "",
+            "| variant | training images/s | training vs fp32 eager | compile s | sampling images/s | "
+            "sampling vs fp32 eager | sampling max abs diff vs fp32 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name, t in r["training"].items():
             s = r["sampling"].get(name)
-            samp = (f"{s['images_per_s']:.0f} | {s['speedup_vs_fp32_eager']:.2f}x | "
-                    f"{r['sampling_max_abs_difference_vs_fp32'][name]:.3g}") if s else "- | - | -"
-            lines.append(f"| {name} | {t['images_per_s']:.0f} | {t['speedup_vs_fp32_eager']:.2f}x | "
-                         f"{t['compile_s']:.1f} | {samp} |")
-        lines += ["", f"fp32 library vs plain reference losses: max relative difference "
-                      f"{r['fp32_library_vs_reference_max_relative_loss_difference']:.1e}.", ""]
-    lines += ["## Summary", "", f"- training, chosen vs fp32 eager: {result['speedup_vs_fp32_eager']}",
-              f"- sampling, chosen vs fp32 eager: {result['sampling_speedup_vs_fp32_eager']}",
-              f"- training, chosen vs the plain fp32 reference: {result['speedup_vs_plain_reference']}", ""]
+            samp = (
+                (
+                    f"{s['images_per_s']:.0f} | {s['speedup_vs_fp32_eager']:.2f}x | "
+                    f"{r['sampling_max_abs_difference_vs_fp32'][name]:.3g}"
+                )
+                if s
+                else "- | - | -"
+            )
+            lines.append(
+                f"| {name} | {t['images_per_s']:.0f} | {t['speedup_vs_fp32_eager']:.2f}x | "
+                f"{t['compile_s']:.1f} | {samp} |"
+            )
+        lines += [
+            "",
+            f"fp32 library vs plain reference losses: max relative difference "
+            f"{r['fp32_library_vs_reference_max_relative_loss_difference']:.1e}.",
+            "",
+        ]
+    lines += [
+        "## Summary",
+        "",
+        f"- training, chosen vs fp32 eager: {result['speedup_vs_fp32_eager']}",
+        f"- sampling, chosen vs fp32 eager: {result['sampling_speedup_vs_fp32_eager']}",
+        f"- training, chosen vs the plain fp32 reference: {result['speedup_vs_plain_reference']}",
+        "",
+    ]
     if result.get("onednn_bf16_kernels"):
-        lines += ["oneDNN implementations of a bf16 convolution (forward, backward) here: "
-                  + "; ".join(f"`{k}`" for k in result["onednn_bf16_kernels"]), ""]
+        lines += [
+            "oneDNN implementations of a bf16 convolution (forward, backward) here: "
+            + "; ".join(f"`{k}`" for k in result["onednn_bf16_kernels"]),
+            "",
+        ]
     for preset, tables in result.get("profile", {}).items():
         lines += [f"## Profile, {preset}: one training cycle (self CPU time)", ""]
         for name, table in tables.items():
@@ -335,18 +415,29 @@ def main(argv=None) -> int:
     runs = []
     for preset in presets:
         runs.append(measure(preset, args.batch, args.gen_every, args.cycles, args.sample_batch))
-        print(f"{preset}: " + ", ".join(f"{k} {v['speedup_vs_fp32_eager']:.2f}x" for k, v in runs[-1]["training"].items()),
-              flush=True)
+        print(
+            f"{preset}: "
+            + ", ".join(f"{k} {v['speedup_vs_fp32_eager']:.2f}x" for k, v in runs[-1]["training"].items()),
+            flush=True,
+        )
     chosen = {r["preset"]: r["training"]["chosen"]["median_s"] for r in runs}
-    result = {"command": "PYTHONPATH=. python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": machine(), "presets": runs,
-              "speedup_vs_fp32_eager": {r["preset"]: round(r["training"]["chosen"]["speedup_vs_fp32_eager"], 3)
-                                        for r in runs},
-              "sampling_speedup_vs_fp32_eager": {r["preset"]: round(r["sampling"]["chosen"]["speedup_vs_fp32_eager"], 3)
-                                                 for r in runs},
-              "speedup_vs_plain_reference": {r["preset"]: round(r["training"]["plain reference (fp32)"]["median_s"]
-                                                                / chosen[r["preset"]], 3) for r in runs},
-              "onednn_bf16_kernels": onednn_kernels()}
+    result = {
+        "command": "PYTHONPATH=. python benchmarks/throughput.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "presets": runs,
+        "speedup_vs_fp32_eager": {
+            r["preset"]: round(r["training"]["chosen"]["speedup_vs_fp32_eager"], 3) for r in runs
+        },
+        "sampling_speedup_vs_fp32_eager": {
+            r["preset"]: round(r["sampling"]["chosen"]["speedup_vs_fp32_eager"], 3) for r in runs
+        },
+        "speedup_vs_plain_reference": {
+            r["preset"]: round(r["training"]["plain reference (fp32)"]["median_s"] / chosen[r["preset"]], 3)
+            for r in runs
+        },
+        "onednn_bf16_kernels": onednn_kernels(),
+    }
     if args.profile:
         result["profile"] = {presets[0]: profile_cycles(presets[0], args.batch, args.gen_every)}
     result["wall_seconds"] = round(time.time() - start, 1)
@@ -355,7 +446,12 @@ def main(argv=None) -> int:
         write_json(args.out, result)
         with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
             fh.write(markdown(result))
-    print({k: result[k] for k in ("speedup_vs_fp32_eager", "sampling_speedup_vs_fp32_eager", "speedup_vs_plain_reference")})
+    print(
+        {
+            k: result[k]
+            for k in ("speedup_vs_fp32_eager", "sampling_speedup_vs_fp32_eager", "speedup_vs_plain_reference")
+        }
+    )
     return 0
 
 

@@ -90,10 +90,15 @@ def capacity(args) -> None:
         steps = args.steps or cfg.train.steps // cfg.method.gen_every
         torch.manual_seed(seed)
         net = build_generator(cfg, (2,))
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr_gen, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                weight_decay=cfg.optim.weight_decay)
+        opt = torch.optim.AdamW(
+            net.parameters(),
+            lr=cfg.optim.lr_gen,
+            betas=(cfg.optim.beta1, cfg.optim.beta2),
+            weight_decay=cfg.optim.weight_decay,
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda k: lr_factor(k, cfg.optim.lr_warmup, steps, cfg.optim.gen_schedule))
+            opt, lambda k: lr_factor(k, cfg.optim.lr_warmup, steps, cfg.optim.gen_schedule)
+        )
         gen = torch.Generator().manual_seed(seed)
         start = time.time()
         curve = {}
@@ -109,13 +114,26 @@ def capacity(args) -> None:
                 curve[step] = _precision(net, data, seed)
         z = torch.randn(10000, 2, generator=torch.Generator().manual_seed(10_000 + seed))
         ceiling = mode_metrics(transport_map(args.data, z), data.means, data.stds, data.weights)
-        runs.append({"seed": seed, "steps": steps, "seconds": round(time.time() - start, 1),
-                     "final": curve[steps], "curve": curve, "transport_map": ceiling})
+        runs.append(
+            {
+                "seed": seed,
+                "steps": steps,
+                "seconds": round(time.time() - start, 1),
+                "final": curve[steps],
+                "curve": curve,
+                "transport_map": ceiling,
+            }
+        )
         print(args.data, seed, steps, curve, flush=True)
     key = f"capacity/{args.data}/{runs[0]['steps']}/" + " ".join(args.overrides)
-    command = ("python benchmarks/toy_limits.py capacity --data " + args.data
-               + (f" --steps {args.steps}" if args.steps else "") + " --seeds " + " ".join(map(str, args.seeds))
-               + "".join(" " + o for o in args.overrides))
+    command = (
+        "python benchmarks/toy_limits.py capacity --data "
+        + args.data
+        + (f" --steps {args.steps}" if args.steps else "")
+        + " --seeds "
+        + " ".join(map(str, args.seeds))
+        + "".join(" " + o for o in args.overrides)
+    )
     STORE.save(key, {"command": command, "data": args.data, "overrides": args.overrides, "runs": runs})
 
 
@@ -127,10 +145,11 @@ def _precision(net, data, seed: int) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
 
 
-def _empirical_denoiser(p: GaussianMixture, q_samples: torch.Tensor, alpha: float, x_t: torch.Tensor,
-                        sigma: float, chunk: int = 250) -> torch.Tensor:
+def _empirical_denoiser(
+    p: GaussianMixture, q_samples: torch.Tensor, alpha: float, x_t: torch.Tensor, sigma: float, chunk: int = 250
+) -> torch.Tensor:
     m = mixture_of(p, GaussianMixture(q_samples, 0.0), alpha)
-    return torch.cat([m.denoiser(x_t[i:i + chunk], sigma) for i in range(0, x_t.shape[0], chunk)])
+    return torch.cat([m.denoiser(x_t[i : i + chunk], sigma) for i in range(0, x_t.shape[0], chunk)])
 
 
 def critic(args) -> None:
@@ -157,8 +176,9 @@ def critic(args) -> None:
             model, exact, floor = {}, {}, {}
             for a in (0.0, 0.5, 1.0):
                 with torch.no_grad():
-                    model[a] = denoiser(x_t.float(), torch.full((x.shape[0],), s),
-                                        alpha=torch.full((x.shape[0],), a)).double()
+                    model[a] = denoiser(
+                        x_t.float(), torch.full((x.shape[0],), s), alpha=torch.full((x.shape[0],), a)
+                    ).double()
                 exact[a] = _empirical_denoiser(p, q1, a, x_t, s)
                 floor[a] = _empirical_denoiser(p, q2, a, x_t, s)
 
@@ -170,61 +190,97 @@ def critic(args) -> None:
             rows[str(s)] = {
                 **{f"error alpha={a}": rms(model[a] - exact[a]) for a in model},
                 **{f"floor alpha={a}": rms(floor[a] - exact[a]) for a in model},
-                "signal D0-D0.5": rms(diff_exact), "error D0-D0.5": rms(diff_model - diff_exact),
-                "floor D0-D0.5": rms(diff_floor - diff_exact), "cosine D0-D0.5": round(cosine, 3)}
+                "signal D0-D0.5": rms(diff_exact),
+                "error D0-D0.5": rms(diff_model - diff_exact),
+                "floor D0-D0.5": rms(diff_floor - diff_exact),
+                "cosine D0-D0.5": round(cosine, 3),
+            }
             print(run, s, rows[str(s)], flush=True)
         metrics = read_json(os.path.join(run, "metrics.json"), {})
-        out.append({"run": os.path.basename(os.path.normpath(run)), "data": cfg.data.source,
-                    "checkpoint_step": state["step"], "raw_metrics": metrics.get("raw", {}), "by_sigma": rows})
-    STORE.save("critic", {"command": "python benchmarks/toy_limits.py critic " + " ".join(args.runs)
-                          + f" --points {args.points}", "sigmas": SIGMAS, "runs": out})
+        out.append(
+            {
+                "run": os.path.basename(os.path.normpath(run)),
+                "data": cfg.data.source,
+                "checkpoint_step": state["step"],
+                "raw_metrics": metrics.get("raw", {}),
+                "by_sigma": rows,
+            }
+        )
+    STORE.save(
+        "critic",
+        {
+            "command": "python benchmarks/toy_limits.py critic " + " ".join(args.runs) + f" --points {args.points}",
+            "sigmas": SIGMAS,
+            "runs": out,
+        },
+    )
 
 
 def report(_args=None) -> None:
     data = STORE.load()
-    lines = ["# Why the toy presets fall short: generator capacity and critic error", "",
-             "Written by `python benchmarks/toy_limits.py report` from toy-limits.json. Method: the docstring of "
-             "`benchmarks/toy_limits.py`.", ""]
+    lines = [
+        "# Why the toy presets fall short: generator capacity and critic error",
+        "",
+        "Written by `python benchmarks/toy_limits.py report` from toy-limits.json. Method: the docstring of "
+        "`benchmarks/toy_limits.py`.",
+        "",
+    ]
     caps = {k: v for k, v in data.items() if k.startswith("capacity/")}
     if caps:
-        lines += ["## Generator capacity: regression to an exact transport map", "",
-                  "| data | network overrides | steps | precision (seeds) | modes | mode_kl | map's own precision "
-                  "| s/run |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Generator capacity: regression to an exact transport map",
+            "",
+            "| data | network overrides | steps | precision (seeds) | modes | mode_kl | map's own precision | s/run |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for v in caps.values():
             r = v["runs"]
-            lines.append(f"| {v['data']} | {' '.join(v['overrides']) or 'preset'} | {r[0]['steps']} | "
-                         + " / ".join(f"{x['final']['precision']:.3f}" for x in r) + " | "
-                         + " / ".join(str(x['final']['modes_covered']) for x in r) + " | "
-                         + " / ".join(f"{x['final']['mode_kl']:.3f}" for x in r) + " | "
-                         + f"{r[0]['transport_map']['precision']:.3f} | {sum(x['seconds'] for x in r) / len(r):.0f} |")
+            lines.append(
+                f"| {v['data']} | {' '.join(v['overrides']) or 'preset'} | {r[0]['steps']} | "
+                + " / ".join(f"{x['final']['precision']:.3f}" for x in r)
+                + " | "
+                + " / ".join(str(x["final"]["modes_covered"]) for x in r)
+                + " | "
+                + " / ".join(f"{x['final']['mode_kl']:.3f}" for x in r)
+                + " | "
+                + f"{r[0]['transport_map']['precision']:.3f} | {sum(x['seconds'] for x in r) / len(r):.0f} |"
+            )
         lines += ["", "Commands: " + "; ".join(f"`{v['command']}`" for v in caps.values()), ""]
         lines += ["Precision during the fit (seed 0):", ""]
         for v in caps.values():
             curve = v["runs"][0]["curve"]
-            lines.append(f"- {v['data']} {' '.join(v['overrides']) or 'preset'}: "
-                         + ", ".join(f"{k}: {c['precision']:.3f}" for k, c in curve.items()))
+            lines.append(
+                f"- {v['data']} {' '.join(v['overrides']) or 'preset'}: "
+                + ", ".join(f"{k}: {c['precision']:.3f}" for k, c in curve.items())
+            )
         lines.append("")
     if "critic" in data:
         c = data["critic"]
         lines += ["## The trained critic against the exact mixture denoisers", "", f"Command: `{c['command']}`.", ""]
         for run in c["runs"]:
             m = run["raw_metrics"]
-            lines += [f"### {run['run']} ({run['data']}, checkpoint at iteration {run['checkpoint_step']}; raw "
-                      f"generator precision {m.get('precision', float('nan')):.3f}, {m.get('modes_covered')}"
-                      f"/{m.get('num_modes')} modes)", "",
-                      "| sigma | D_0 err | D_0.5 err | D_1 err | signal D_0-D_0.5 | its error | cosine "
-                      "| floor (D_0-D_0.5) |",
-                      "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                f"### {run['run']} ({run['data']}, checkpoint at iteration {run['checkpoint_step']}; raw "
+                f"generator precision {m.get('precision', float('nan')):.3f}, {m.get('modes_covered')}"
+                f"/{m.get('num_modes')} modes)",
+                "",
+                "| sigma | D_0 err | D_0.5 err | D_1 err | signal D_0-D_0.5 | its error | cosine | floor (D_0-D_0.5) |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
             for s, row in run["by_sigma"].items():
-                lines.append(f"| {s} | {row['error alpha=0.0']:.3f} | {row['error alpha=0.5']:.3f} | "
-                             f"{row['error alpha=1.0']:.3f} | {row['signal D0-D0.5']:.3f} | "
-                             f"{row['error D0-D0.5']:.3f} | "
-                             f"{row['cosine D0-D0.5']:.2f} | {row['floor D0-D0.5']:.3f} |")
+                lines.append(
+                    f"| {s} | {row['error alpha=0.0']:.3f} | {row['error alpha=0.5']:.3f} | "
+                    f"{row['error alpha=1.0']:.3f} | {row['signal D0-D0.5']:.3f} | "
+                    f"{row['error D0-D0.5']:.3f} | "
+                    f"{row['cosine D0-D0.5']:.2f} | {row['floor D0-D0.5']:.3f} |"
+                )
             lines.append("")
-        lines += ["Errors are RMS ||D - D*|| / sigma over generator samples plus noise; *signal* is the exact "
-                  "RMS ||D*_0 - D*_0.5|| / sigma; *floor* is how far the empirical reference moves between two "
-                  "independent sets of 20,000 generator samples.", ""]
+        lines += [
+            "Errors are RMS ||D - D*|| / sigma over generator samples plus noise; *signal* is the exact "
+            "RMS ||D*_0 - D*_0.5|| / sigma; *floor* is how far the empirical reference moves between two "
+            "independent sets of 20,000 generator samples.",
+            "",
+        ]
     write_text(os.path.join(RESULTS, "toy-limits.md"), "\n".join(lines))
     print("\n".join(lines))
 

@@ -106,8 +106,10 @@ def _numbers(spec: str, arg: str, count: int) -> list[float]:
     except ValueError:
         values = []
     if len(values) != count:
-        raise ConfigError(f"alpha sampler {spec!r}: expected {count} number(s) after ':', e.g. "
-                          + {1: "'constant:0.5'", 2: "'range:0.5,1' or 'beta:2,2'"}[count])
+        raise ConfigError(
+            f"alpha sampler {spec!r}: expected {count} number(s) after ':', e.g. "
+            + {1: "'constant:0.5'", 2: "'range:0.5,1' or 'beta:2,2'"}[count]
+        )
     return values
 
 
@@ -139,5 +141,7 @@ def make_alpha_sampler(spec: str) -> AlphaSampler:
         if a <= 0 or b <= 0:
             raise ConfigError(f"alpha sampler {spec!r}: Beta parameters must be positive")
         return BetaAlpha(a, b, spec)
-    raise ConfigError(f"unknown alpha sampler {spec!r}; use one of paper, code, uniform, uniform0, "
-                      "endpoints, range:a,b, constant:c, beta:a,b")
+    raise ConfigError(
+        f"unknown alpha sampler {spec!r}; use one of paper, code, uniform, uniform0, "
+        "endpoints, range:a,b, constant:c, beta:a,b"
+    )

@@ -84,7 +84,7 @@ class GaussianMixture:
 
     def convolve(self, sigma: float) -> "GaussianMixture":
         """The law of x + sigma * eps: every component variance grows by sigma^2."""
-        return GaussianMixture(self.means, torch.sqrt(self.stds ** 2 + float(sigma) ** 2), self.weights)
+        return GaussianMixture(self.means, torch.sqrt(self.stds**2 + float(sigma) ** 2), self.weights)
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, x, sigma):
@@ -95,7 +95,7 @@ class GaussianMixture:
         if (sigma < 0).any():
             raise ValueError("noise levels must be non-negative")
         # total per-component variance, broadcast to (..., K)
-        var = self.stds ** 2 + sigma[..., None] ** 2
+        var = self.stds**2 + sigma[..., None] ** 2
         var = var.expand(*torch.broadcast_shapes(var.shape[:-1], x.shape[:-1]), self.num_components)
         if (var <= 0).any():
             raise ValueError("a point-mass component needs a positive noise level")
@@ -132,7 +132,7 @@ class GaussianMixture:
         """
         x, var = self._prepare(x, sigma)
         r = torch.softmax(self._component_log_probs(x, var), dim=-1)
-        shrink = (self.stds ** 2 / var)[..., None]  # (..., K, 1)
+        shrink = (self.stds**2 / var)[..., None]  # (..., K, 1)
         comp = self.means + shrink * (x[..., None, :] - self.means)  # (..., K, d)
         return (r[..., None] * comp).sum(-2)
 
@@ -163,8 +163,13 @@ def mixture_of(p: GaussianMixture, q: GaussianMixture, alpha: float) -> Gaussian
 
 
 # ---------------------------------------------------------------------- 1-D divergences
-def quadrature_grid_1d(*mixtures: GaussianMixture, sigma: float = 0.0, width: float = 12.0,
-                       points_per_std: float = 16.0, min_points: int = 2001):
+def quadrature_grid_1d(
+    *mixtures: GaussianMixture,
+    sigma: float = 0.0,
+    width: float = 12.0,
+    points_per_std: float = 16.0,
+    min_points: int = 2001,
+):
     """A uniform grid (x, dx) covering every noisy component of 1-D mixtures to +-width stds.
 
     The spacing is at most (smallest noisy std) / points_per_std. On such a grid the trapezoid rule
@@ -194,8 +199,7 @@ def kl_divergence_1d(a: GaussianMixture, b: GaussianMixture, sigma: float = 0.0,
     return (la.exp() * (la - lb)).sum() * dx
 
 
-def alpha_skew_jsd(p: GaussianMixture, q: GaussianMixture, alpha: float, sigma: float = 0.0,
-                   **grid_kw) -> torch.Tensor:
+def alpha_skew_jsd(p: GaussianMixture, q: GaussianMixture, alpha: float, sigma: float = 0.0, **grid_kw) -> torch.Tensor:
     """D_alpha(q_t, p_t) = (1/alpha) KL(q_t || m_t) + (1/(1-alpha)) KL(p_t || m_t), m = alpha p + (1-alpha) q.
 
     method.md section 2 (paper Sec. 3.1) for 1-D mixtures, by quadrature on one fine grid; alpha in

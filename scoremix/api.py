@@ -31,8 +31,9 @@ def _check_weights(weights: str) -> bool:
     return weights == "ema"
 
 
-def load_sampler(path: str, *, steps: int | None = None, weights: str = "ema",
-                 device: str = "cpu") -> tuple["torch.nn.Module", dict[str, Any]]:
+def load_sampler(
+    path: str, *, steps: int | None = None, weights: str = "ema", device: str = "cpu"
+) -> tuple["torch.nn.Module", dict[str, Any]]:
     """The sampler of a trained run and what it is: `(sampler, metadata)`.
 
     `sampler(z, labels=None)` maps standard normal noise z of shape (N, *metadata["latent_shape"]) (and, for
@@ -76,9 +77,18 @@ def _labels(labels, n: int, num_classes: int):
     return out
 
 
-def generate(path: str, n: int, seed: int = 0, labels: Union[int, Sequence[int], None] = None,
-             device: str = "cpu", precision: str = "fp32", *, weights: str = "ema", steps: int | None = None,
-             batch_size: int = 250) -> "np.ndarray":
+def generate(
+    path: str,
+    n: int,
+    seed: int = 0,
+    labels: Union[int, Sequence[int], None] = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    *,
+    weights: str = "ema",
+    steps: int | None = None,
+    batch_size: int = 250,
+) -> "np.ndarray":
     """n samples of a trained run in the data's own form, exactly what `scoremix sample --out FILE.npz`
     writes; for data.source=points runs in the data file's units.
 
@@ -115,7 +125,7 @@ def generate(path: str, n: int, seed: int = 0, labels: Union[int, Sequence[int],
             for start in range(0, n, batch_size):
                 idx = range(start, min(start + batch_size, n))
                 z = sample_noise(idx, shape, seed).to(device)
-                lab = None if label_tensor is None else label_tensor[start:start + len(idx)].to(device)
+                lab = None if label_tensor is None else label_tensor[start : start + len(idx)].to(device)
                 with autocast(device, precision):
                     x = sampler(z, labels=lab).float()
                 out.append(quantize_uint8(x).cpu())
@@ -140,7 +150,9 @@ def in_data_units(x: "torch.Tensor", path: str, cfg) -> "torch.Tensor":
     record = points_transform(path, cfg)
     if record is None:
         where = "its exported config.json" if export_folder_of(path) else "a data_transform.json beside it"
-        raise CheckpointError(f"'{path}' is a data.source=points run but neither {where} nor the data file "
-                              f"'{cfg.data.path}' says how its points were standardised; put the run's "
-                              "data_transform.json (or the data file) back")
+        raise CheckpointError(
+            f"'{path}' is a data.source=points run but neither {where} nor the data file "
+            f"'{cfg.data.path}' says how its points were standardised; put the run's "
+            "data_transform.json (or the data file) back"
+        )
     return points_to_data_units(x, record)

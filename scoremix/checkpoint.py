@@ -147,9 +147,12 @@ def save_training_state_v1(state: dict, path: str) -> None:
     """The version-1 writer (the payload's bytes built in memory, then wrapped): kept for tests and the
     memory benchmark; its peak host memory is 3-4x the state's size."""
     payload = _torch_bytes(state)
-    wrapper = {"format": STATE_FORMAT, "version": STATE_VERSION,
-               "sha256": hashlib.sha256(payload).hexdigest(),
-               "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    wrapper = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     atomic_write_bytes(path, _torch_bytes(wrapper))
 
 
@@ -164,7 +167,7 @@ def _streamed_digest(path: str) -> tuple[str, int] | None:
     if not trailer.startswith(_TRAILER_TAG):
         return None
     try:
-        digest, length = trailer[len(_TRAILER_TAG):].decode("ascii").split(" ")
+        digest, length = trailer[len(_TRAILER_TAG) :].decode("ascii").split(" ")
         return digest, int(length, 16)
     except ValueError:
         return None
@@ -178,7 +181,7 @@ def _verify_streamed(path: str, digest: str, length: int) -> bool:
     chunk = bytearray(1 << 20)
     with open(path, "rb") as fh:
         while left > 0:
-            got = fh.readinto(memoryview(chunk)[:min(left, len(chunk))])
+            got = fh.readinto(memoryview(chunk)[: min(left, len(chunk))])
             if not got:
                 return False
             sha.update(memoryview(chunk)[:got])
@@ -193,8 +196,9 @@ def load_training_state(path: str, map_location="cpu") -> dict:
     Both the wrapper and the payload are read with weights_only=True, so a file can hold only tensors
     and plain containers: a pickle that would import or call anything else is refused, never run."""
     if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint '{path}' is a folder; pass a state-*.pt file "
-                              "(or --resume latest with --out RUN_FOLDER)")
+        raise CheckpointError(
+            f"checkpoint '{path}' is a folder; pass a state-*.pt file (or --resume latest with --out RUN_FOLDER)"
+        )
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     streamed = _streamed_digest(path)
@@ -203,32 +207,38 @@ def load_training_state(path: str, map_location="cpu") -> dict:
     try:
         wrapper = _torch_load(path, map_location if streamed is not None else "cpu")
     except pickle.UnpicklingError as err:  # weights_only refused it: a foreign or malicious pickle
-        raise CheckpointError(f"checkpoint '{path}' is not a tensors-only torch file "
-                              f"({_first_line(err)}); refusing to load it") from None
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a tensors-only torch file ({_first_line(err)}); refusing to load it"
+        ) from None
     except Exception as err:  # truncated zip, not a torch file
-        raise CheckpointError(f"checkpoint '{path}' is unreadable or truncated (not a complete torch file: "
-                              f"{type(err).__name__}); use an earlier checkpoint") from None
+        raise CheckpointError(
+            f"checkpoint '{path}' is unreadable or truncated (not a complete torch file: "
+            f"{type(err).__name__}); use an earlier checkpoint"
+        ) from None
     if not isinstance(wrapper, dict) or wrapper.get("format") != STATE_FORMAT:
         raise CheckpointError(f"'{path}' is not a scoremix training-state checkpoint")
     if wrapper.get("version") == STATE_VERSION_STREAMED:
         if streamed is None:
-            raise CheckpointError(f"checkpoint '{path}' has lost its checksum trailer (damaged); resume from an earlier one")
+            raise CheckpointError(
+                f"checkpoint '{path}' has lost its checksum trailer (damaged); resume from an earlier one"
+            )
         if not isinstance(wrapper.get("state"), dict):
             raise CheckpointError(f"checkpoint '{path}' payload is not a training state")
         return wrapper["state"]
     digest, blob = wrapper.get("sha256"), wrapper.get("payload")
-    if not (isinstance(digest, str) and isinstance(blob, torch.Tensor) and blob.dtype == torch.uint8
-            and blob.ndim == 1):
-        raise CheckpointError(f"checkpoint '{path}' is damaged (no payload or checksum); "
-                              "resume from an earlier one")
+    if not (
+        isinstance(digest, str) and isinstance(blob, torch.Tensor) and blob.dtype == torch.uint8 and blob.ndim == 1
+    ):
+        raise CheckpointError(f"checkpoint '{path}' is damaged (no payload or checksum); resume from an earlier one")
     payload = blob.numpy().tobytes()
     if hashlib.sha256(payload).hexdigest() != digest:
         raise CheckpointError(f"checkpoint '{path}' fails its checksum (corrupted); resume from an earlier one")
     try:
         state = _torch_load(io.BytesIO(payload), map_location)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"checkpoint '{path}' is not a tensors-only torch file "
-                              f"({_first_line(err)}); refusing to load it") from None
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a tensors-only torch file ({_first_line(err)}); refusing to load it"
+        ) from None
     except Exception as err:
         raise CheckpointError(f"checkpoint '{path}' payload is unreadable ({type(err).__name__})") from None
     if not isinstance(state, dict):
@@ -293,17 +303,30 @@ def prune_checkpoints(folder: str, keep_last: int, keep_every: int = 0) -> list[
     return removed
 
 
-def save_generator(path: str, raw: dict, ema: dict | None, config: dict, step: int,
-                   data_shape: tuple = (), num_classes: int = 0, kind: str = "generator") -> None:
+def save_generator(
+    path: str,
+    raw: dict,
+    ema: dict | None,
+    config: dict,
+    step: int,
+    data_shape: tuple = (),
+    num_classes: int = 0,
+    kind: str = "generator",
+) -> None:
     """`kind` tags the format: 'generator' (one-step generators) or 'denoiser' (diffusion runs)."""
     from safetensors.torch import save
 
     tensors = {f"raw.{k}": v.detach().cpu().contiguous().clone() for k, v in raw.items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.items()})
-    meta = {"format": f"scoremix-{kind}", "config": json.dumps(config), "step": str(step),
-            "has_ema": str(ema is not None), "data_shape": json.dumps(list(data_shape)),
-            "num_classes": str(num_classes)}
+    meta = {
+        "format": f"scoremix-{kind}",
+        "config": json.dumps(config),
+        "step": str(step),
+        "has_ema": str(ema is not None),
+        "data_shape": json.dumps(list(data_shape)),
+        "num_classes": str(num_classes),
+    }
     atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
@@ -322,14 +345,19 @@ def load_generator(path: str) -> tuple[dict, dict | None, dict, dict]:
             meta = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as err:
-        raise CheckpointError(f"'{path}' is not a readable safetensors file ({type(err).__name__}); "
-                              "pass a run folder, a generator.safetensors or a state-*.pt file") from None
+        raise CheckpointError(
+            f"'{path}' is not a readable safetensors file ({type(err).__name__}); "
+            "pass a run folder, a generator.safetensors or a state-*.pt file"
+        ) from None
     if meta.get("format") not in WEIGHTS_FORMATS or "config" not in meta:
         raise CheckpointError(f"'{path}' is a safetensors file but not a scoremix generator (no config metadata)")
     raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or None
-    info = {"step": int(meta.get("step", -1)), "data_shape": tuple(json.loads(meta.get("data_shape", "[]"))),
-            "num_classes": int(meta.get("num_classes", 0))}
+    info = {
+        "step": int(meta.get("step", -1)),
+        "data_shape": tuple(json.loads(meta.get("data_shape", "[]"))),
+        "num_classes": int(meta.get("num_classes", 0)),
+    }
     return raw, ema, json.loads(meta["config"]), info
 
 
@@ -368,8 +396,11 @@ def write_export_folder(folder: str, state_dict: dict, description: dict) -> Non
 
     description = {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, **description}
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
-    meta = {"format": EXPORT_FORMAT, "network": str(description.get("network", "")),
-            "weights": str(description.get("weights", ""))}
+    meta = {
+        "format": EXPORT_FORMAT,
+        "network": str(description.get("network", "")),
+        "weights": str(description.get("weights", "")),
+    }
     atomic_write_bytes(os.path.join(folder, EXPORT_WEIGHTS), save(tensors, metadata=meta))
     atomic_write_bytes(os.path.join(folder, EXPORT_CONFIG), (json.dumps(description, indent=2) + "\n").encode())
 
@@ -383,11 +414,15 @@ def read_export_folder(folder: str) -> tuple[dict, dict]:
         with open(config_path) as fh:
             description = json.load(fh)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"'{config_path}' is not readable JSON ({type(err).__name__}); "
-                              "export the run again with `scoremix export RUN --format folder`") from None
+        raise CheckpointError(
+            f"'{config_path}' is not readable JSON ({type(err).__name__}); "
+            "export the run again with `scoremix export RUN --format folder`"
+        ) from None
     if description.get("format_version", 0) > EXPORT_VERSION:
-        raise CheckpointError(f"'{folder}' was exported in format version {description.get('format_version')}, "
-                              f"newer than this scoremix reads ({EXPORT_VERSION}); upgrade scoremix")
+        raise CheckpointError(
+            f"'{folder}' was exported in format version {description.get('format_version')}, "
+            f"newer than this scoremix reads ({EXPORT_VERSION}); upgrade scoremix"
+        )
     missing = [k for k in ("config", "data_shape", "num_classes", "weights", "network") if k not in description]
     if missing:
         raise CheckpointError(f"'{config_path}' lacks {', '.join(missing)}; export the run again")
@@ -397,6 +432,7 @@ def read_export_folder(folder: str) -> tuple[dict, dict]:
         with safe_open(weights_path, framework="pt") as fh:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as err:
-        raise CheckpointError(f"'{weights_path}' is not a readable safetensors file ({type(err).__name__}); "
-                              "export the run again") from None
+        raise CheckpointError(
+            f"'{weights_path}' is not a readable safetensors file ({type(err).__name__}); export the run again"
+        ) from None
     return tensors, description

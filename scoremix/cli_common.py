@@ -15,7 +15,8 @@ def make_output_folder(path: str, option: str) -> None:
     except OSError as err:
         from .checkpoint import folder_error
 
-        raise ScoremixError(f"cannot create the folder of {option} '{path}' ({folder_error(folder, err)}); "
-                            "pick a writable folder") from None
+        raise ScoremixError(
+            f"cannot create the folder of {option} '{path}' ({folder_error(folder, err)}); pick a writable folder"
+        ) from None
     if os.path.isdir(path):
         raise ScoremixError(f"{option} '{path}' is a folder; pass a file name")

@@ -20,8 +20,10 @@ def parse_data_source(spec: str) -> tuple[str, str | None]:
     name, _, path = spec.partition(":")
     name = name.strip().lower()
     if name not in IMAGE_SOURCES:
-        raise ConfigError(f"--data {spec!r}: unknown source; use one of {', '.join(IMAGE_SOURCES)}, with :PATH "
-                          "where the source needs one (e.g. cifar10:/data/cifar-10-batches-py)")
+        raise ConfigError(
+            f"--data {spec!r}: unknown source; use one of {', '.join(IMAGE_SOURCES)}, with :PATH "
+            "where the source needs one (e.g. cifar10:/data/cifar-10-batches-py)"
+        )
     return name, (path or None)
 
 
@@ -44,8 +46,10 @@ def _extractor(args, device: str):
 
     path = resolve_detector_path(args.detector)
     if path is None:
-        raise ConfigError("no feature network: pass --detector PATH (a TorchScript Inception file or a "
-                          "`scoremix features train` .safetensors) or set SCOREMIX_DETECTOR")
+        raise ConfigError(
+            "no feature network: pass --detector PATH (a TorchScript Inception file or a "
+            "`scoremix features train` .safetensors) or set SCOREMIX_DETECTOR"
+        )
     return load_extractor(path, device)
 
 
@@ -85,9 +89,14 @@ def cmd_eval_stats(args) -> int:
 
         other = load_reference(args.ref)
         if other["mu"].shape != (extractor.dim,):
-            raise ConfigError(f"--ref '{args.ref}' has {other['mu'].shape[0]}-d statistics, the detector {extractor.dim}-d")
-        info["fd_to_ref"] = {"ref": args.ref, "ref_sha256": other["sha256"],
-                             "value": frechet_distance(*feature_statistics(feats), other["mu"], other["sigma"])}
+            raise ConfigError(
+                f"--ref '{args.ref}' has {other['mu'].shape[0]}-d statistics, the detector {extractor.dim}-d"
+            )
+        info["fd_to_ref"] = {
+            "ref": args.ref,
+            "ref_sha256": other["sha256"],
+            "value": frechet_distance(*feature_statistics(feats), other["mu"], other["sigma"]),
+        }
     print(json.dumps(info, indent=2))
     return 0
 
@@ -102,18 +111,27 @@ def _reference(args, extractor, device: str, metrics) -> dict:
     need_features = any(m in metrics for m in ("kid", "pr"))
     if args.data and (ref is None or (need_features and "features" not in ref)):
         dataset = load_data(args.data, args.resolution, use_labels=False)
-        bar = _progress(len(dataset) if args.limit is None else min(args.limit, len(dataset)), "reference",
-                        not args.no_progress)
+        bar = _progress(
+            len(dataset) if args.limit is None else min(args.limit, len(dataset)), "reference", not args.no_progress
+        )
         feats, _, _ = dataset_features(dataset, extractor, args.batch, args.limit, bar)
         bar.close()
         if ref is None:
             mu, sigma = feature_statistics(feats)
-            ref = {"mu": mu, "sigma": sigma, "path": None, "sha256": None, "source": args.data,
-                   "n": int(feats.shape[0]), "detector_sha256": extractor.sha256}
+            ref = {
+                "mu": mu,
+                "sigma": sigma,
+                "path": None,
+                "sha256": None,
+                "source": args.data,
+                "n": int(feats.shape[0]),
+                "detector_sha256": extractor.sha256,
+            }
         ref["features"] = feats
     if ref is None:
-        raise ConfigError("no reference: pass --ref ref.npz (from `scoremix eval stats` or EDM's published "
-                          "files) or --data SOURCE")
+        raise ConfigError(
+            "no reference: pass --ref ref.npz (from `scoremix eval stats` or EDM's published files) or --data SOURCE"
+        )
     return ref
 
 
@@ -151,15 +169,27 @@ def cmd_eval_protocol(args) -> int:
     progress = not args.no_progress
     if args.checkpoint:
         samplers, info = load_samplers(args.checkpoint, weights, device, args.steps)
-        result = evaluate_samplers(samplers, info, extractor, ref, metrics, n, args.seed, args.batch, device, progress,
-                                   precision=getattr(args, "precision", "fp32"))
+        result = evaluate_samplers(
+            samplers,
+            info,
+            extractor,
+            ref,
+            metrics,
+            n,
+            args.seed,
+            args.batch,
+            device,
+            progress,
+            precision=getattr(args, "precision", "fp32"),
+        )
         _write_json(args.json, result)
         return 0
     if not os.path.isdir(args.run):
         raise ConfigError(f"--run '{args.run}' is not a folder; pass a run folder made by `scoremix train`")
     jsonl = os.path.join(args.run, "metrics.jsonl")
-    key = evaluation_key(metrics, n, args.seed, extractor.sha256, ref.get("sha256") or str(ref.get("source")),
-                         args.steps)
+    key = evaluation_key(
+        metrics, n, args.seed, extractor.sha256, ref.get("sha256") or str(ref.get("source")), args.steps
+    )
     done = read_done(jsonl)
     evaluated = []
     for step, path in run_checkpoints(args.run, args.every):
@@ -170,15 +200,28 @@ def cmd_eval_protocol(args) -> int:
         except ScoremixError as err:  # pruned or being written while training continues
             print(f"skipping step {step}: {err}")
             continue
-        result = evaluate_samplers(samplers, info, extractor, ref, metrics, n, args.seed, args.batch, device, progress,
-                                   precision=getattr(args, "precision", "fp32"))
+        result = evaluate_samplers(
+            samplers,
+            info,
+            extractor,
+            ref,
+            metrics,
+            n,
+            args.seed,
+            args.batch,
+            device,
+            progress,
+            precision=getattr(args, "precision", "fp32"),
+        )
         result["key"] = key
         append_jsonl(jsonl, result)
         evaluated.append(step)
         print(json.dumps({"step": step, **{w: v for w, v in result["weights"].items()}}))
     picture = plot_metrics(jsonl, os.path.join(args.run, "metrics.png")) if os.path.isfile(jsonl) else None
-    print(f"evaluated steps {evaluated or 'none (all done already)'} -> {jsonl}"
-          + (f"; plot {picture}" if picture else ""))
+    print(
+        f"evaluated steps {evaluated or 'none (all done already)'} -> {jsonl}"
+        + (f"; plot {picture}" if picture else "")
+    )
     return 0
 
 
@@ -194,8 +237,10 @@ def cmd_features(args) -> int:
         raise ConfigError(f"--held-out must be a fraction in (0, 1), got {args.held_out}")
     dataset = load_data(args.data, args.resolution, use_labels=True)
     if dataset.num_classes < 2:
-        raise ConfigError(f"--data {args.data!r} has no class labels; a feature network is trained as a classifier "
-                          "(a folder needs one sub-folder per class or a dataset.json)")
+        raise ConfigError(
+            f"--data {args.data!r} has no class labels; a feature network is trained as a classifier "
+            "(a folder needs one sub-folder per class or a dataset.json)"
+        )
     x, y = dataset_arrays(dataset)
     net = train_local_features(x, y, args.data, args.held_out, args.epochs, args.seed)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -220,9 +265,18 @@ def export_images(args, classes_label) -> int:
         os.makedirs(args.out, exist_ok=True)
     arrays, labels_out, names = [], [], []
     bar = _progress(args.n, f"sample ({which} weights)", not getattr(args, "no_progress", False))
-    for idx, images, labels in generate_uint8(samplers[which], args.n, info["shape"], classes, args.seed,
-                                              args.batch, device, progress=bar, label=classes_label,
-                                              precision=getattr(args, "precision", "fp32")):
+    for idx, images, labels in generate_uint8(
+        samplers[which],
+        args.n,
+        info["shape"],
+        classes,
+        args.seed,
+        args.batch,
+        device,
+        progress=bar,
+        label=classes_label,
+        precision=getattr(args, "precision", "fp32"),
+    ):
         hwc = images.permute(0, 2, 3, 1).numpy()
         if to_folder:
             for row, i in enumerate(idx):

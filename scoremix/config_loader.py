@@ -25,8 +25,9 @@ def load_config(name_or_file: str | None = None, overrides: list[str] | None = N
         cfg = get_preset(name_or_file)
     elif name_or_file.endswith((".yaml", ".yml")) or os.path.sep in name_or_file:
         if not os.path.isfile(name_or_file):
-            raise ConfigError(f"config file '{name_or_file}' does not exist; pass a preset name "
-                              f"({', '.join(PRESETS)}) or a YAML file")
+            raise ConfigError(
+                f"config file '{name_or_file}' does not exist; pass a preset name ({', '.join(PRESETS)}) or a YAML file"
+            )
         try:
             with open(name_or_file) as fh:
                 data = yaml.safe_load(fh) or {}

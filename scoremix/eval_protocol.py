@@ -76,13 +76,16 @@ def parse_metrics(text: str) -> list[str]:
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in METRICS]
     if bad or not names:
-        raise ConfigError(f"--metrics {text!r}: unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(METRICS)}")
+        raise ConfigError(
+            f"--metrics {text!r}: unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(METRICS)}"
+        )
     return names
 
 
 # ---------------------------------------------------------------------------------------------------
 # Where eval gets "a thing that maps (z, labels) to images"
 # ---------------------------------------------------------------------------------------------------
+
 
 def load_samplers(checkpoint: str, weights=("raw", "ema"), device="cpu", steps: int | None = None):
     """({weights: callable(z, labels) -> images in [-1, 1]}, info) for a run folder or checkpoint file;
@@ -99,9 +102,15 @@ def load_samplers(checkpoint: str, weights=("raw", "ema"), device="cpu", steps: 
     samplers = {}
     for which, generator in generators.items():
         samplers[which] = _one_step(generator)
-    info = {"shape": tuple(shape), "num_classes": classes, "step": step, "config": cfg,
-            "path": resolve_checkpoint(checkpoint), "missing_weights": missing,
-            "heun_steps": next((getattr(g, "steps", None) for g in generators.values()), None)}  # None: one step
+    info = {
+        "shape": tuple(shape),
+        "num_classes": classes,
+        "step": step,
+        "config": cfg,
+        "path": resolve_checkpoint(checkpoint),
+        "missing_weights": missing,
+        "heun_steps": next((getattr(g, "steps", None) for g in generators.values()), None),
+    }  # None: one step
     return samplers, info
 
 
@@ -109,12 +118,24 @@ def _one_step(generator):
     @torch.no_grad()
     def sample(z, labels=None):
         return generator(z, labels=labels)
+
     return sample
 
 
 @torch.no_grad()
-def generate_uint8(sampler, n: int, shape: tuple, num_classes: int, seed: int = 0, batch: int = 250,
-                   device="cpu", progress=None, start: int = 0, label: int | None = None, precision: str = "fp32"):
+def generate_uint8(
+    sampler,
+    n: int,
+    shape: tuple,
+    num_classes: int,
+    seed: int = 0,
+    batch: int = 250,
+    device="cpu",
+    progress=None,
+    start: int = 0,
+    label: int | None = None,
+    precision: str = "fp32",
+):
     """Yield (indices, uint8 images (B, C, H, W) on the CPU, labels or None) for samples start..start+n-1;
     `label` gives every sample that class instead of i % C; precision=bf16 samples under bfloat16 autocast."""
     from .precision import autocast
@@ -145,6 +166,7 @@ def resolve_device(name: str) -> str:
 # Reference statistics (EDM's .npz layout: mu, sigma)
 # ---------------------------------------------------------------------------------------------------
 
+
 def save_reference(path: str, features: np.ndarray, detector: dict, source: str, keep_features: bool = False) -> dict:
     """Write mu (D,) and sigma (D, D) float64 as EDM does, plus n, source and the detector's name and
     SHA-256 (extra keys that EDM's loader ignores); `keep_features` also stores the features (float32)
@@ -152,8 +174,14 @@ def save_reference(path: str, features: np.ndarray, detector: dict, source: str,
     from .checkpoint import atomic_write_bytes
 
     mu, sigma = image_metrics.feature_statistics(features)
-    arrays = {"mu": mu, "sigma": sigma, "n": np.array(features.shape[0]), "source": np.array(source),
-              "detector": np.array(detector.get("name", "")), "detector_sha256": np.array(detector.get("sha256", ""))}
+    arrays = {
+        "mu": mu,
+        "sigma": sigma,
+        "n": np.array(features.shape[0]),
+        "source": np.array(source),
+        "detector": np.array(detector.get("name", "")),
+        "detector_sha256": np.array(detector.get("sha256", "")),
+    }
     if keep_features:
         arrays["features"] = np.asarray(features, np.float32)
     import io
@@ -170,7 +198,9 @@ def load_reference(path: str) -> dict:
     from .features import file_sha256
 
     if not os.path.isfile(path):
-        raise ConfigError(f"--ref '{path}' does not exist; make one with `scoremix eval stats --data SOURCE --out FILE`")
+        raise ConfigError(
+            f"--ref '{path}' does not exist; make one with `scoremix eval stats --data SOURCE --out FILE`"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             files = set(data.files)
@@ -192,12 +222,16 @@ def load_reference(path: str) -> dict:
 
 def check_reference(ref: dict, extractor) -> None:
     if ref["mu"].shape[0] != extractor.dim:
-        raise ConfigError(f"--ref has {ref['mu'].shape[0]}-d statistics but the detector gives {extractor.dim}-d "
-                          "features; use the detector the reference was made with")
+        raise ConfigError(
+            f"--ref has {ref['mu'].shape[0]}-d statistics but the detector gives {extractor.dim}-d "
+            "features; use the detector the reference was made with"
+        )
     made_with = ref.get("detector_sha256")
     if made_with and extractor.sha256 and made_with != extractor.sha256:
-        raise ConfigError(f"--ref was made with detector {ref.get('detector', '?')} (sha256 {made_with[:12]}...), "
-                          f"not with {extractor.name} ({extractor.sha256[:12]}...); recompute it with `scoremix eval stats`")
+        raise ConfigError(
+            f"--ref was made with detector {ref.get('detector', '?')} (sha256 {made_with[:12]}...), "
+            f"not with {extractor.name} ({extractor.sha256[:12]}...); recompute it with `scoremix eval stats`"
+        )
 
 
 def dataset_features(dataset, extractor, batch: int = 250, limit: int | None = None, progress=None):
@@ -217,16 +251,30 @@ def dataset_features(dataset, extractor, batch: int = 250, limit: int | None = N
             labels.append(y.numpy())
         if progress is not None:
             progress.update(x.shape[0])
-    return (np.concatenate(feats), np.concatenate(logits) if logits else None,
-            np.concatenate(labels) if labels else None)
+    return (
+        np.concatenate(feats),
+        np.concatenate(logits) if logits else None,
+        np.concatenate(labels) if labels else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Metrics of one sampler
 # ---------------------------------------------------------------------------------------------------
 
-def compute_metrics(metrics, fake_features, fake_logits, ref: dict, kind: str, n: int, intended_labels=None,
-                    num_classes: int = 0, kid_subsets: int = 100, k: int = 3) -> dict:
+
+def compute_metrics(
+    metrics,
+    fake_features,
+    fake_logits,
+    ref: dict,
+    kind: str,
+    n: int,
+    intended_labels=None,
+    num_classes: int = 0,
+    kid_subsets: int = 100,
+    k: int = 3,
+) -> dict:
     """The requested metrics, named by the protocol's rule, from features of n generated samples."""
     names, tag = metric_names(kind), metric_suffix(n)
     out = {}
@@ -235,8 +283,10 @@ def compute_metrics(metrics, fake_features, fake_logits, ref: dict, kind: str, n
         out[names["fid"] + tag] = image_metrics.frechet_distance(mu, sigma, ref["mu"], ref["sigma"])
     if "kid" in metrics or "pr" in metrics:
         if "features" not in ref:
-            raise ConfigError("kid and pr need reference features: make --ref with `scoremix eval stats --features`, "
-                              "or pass --data SOURCE")
+            raise ConfigError(
+                "kid and pr need reference features: make --ref with `scoremix eval stats --features`, "
+                "or pass --data SOURCE"
+            )
     if "kid" in metrics:
         mean, std = image_metrics.kernel_distance(ref["features"], fake_features, num_subsets=kid_subsets)
         out[names["kid"] + tag], out[names["kid"] + tag + "_std"] = mean, std
@@ -245,8 +295,10 @@ def compute_metrics(metrics, fake_features, fake_logits, ref: dict, kind: str, n
             out[key + tag] = value
     if "is" in metrics or "classes" in metrics:
         if fake_logits is None:
-            raise ConfigError("is / classes need a detector with logits (NVIDIA's Inception TorchScript or a local "
-                              "feature network); default_1.pt has features only")
+            raise ConfigError(
+                "is / classes need a detector with logits (NVIDIA's Inception TorchScript or a local "
+                "feature network); default_1.pt has features only"
+            )
     if "is" in metrics:
         out[names["is"] + tag], out[names["is"] + tag + "_std"] = image_metrics.inception_score(fake_logits)
     if "classes" in metrics:
@@ -258,32 +310,51 @@ def compute_metrics(metrics, fake_features, fake_logits, ref: dict, kind: str, n
     return out
 
 
-def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics, n: int, seed: int = 0,
-                      batch: int = 250, device="cpu", progress: bool = True, precision: str = "fp32") -> dict:
+def evaluate_samplers(
+    samplers: dict,
+    info: dict,
+    extractor,
+    ref: dict,
+    metrics,
+    n: int,
+    seed: int = 0,
+    batch: int = 250,
+    device="cpu",
+    progress: bool = True,
+    precision: str = "fp32",
+) -> dict:
     """Generate n samples per weights variant, extract features, compute metrics; one JSON-ready dict.
     Progress goes to stderr: a bar on a terminal, plain lines in a log."""
     from .progress import command_progress
 
     shape, classes = info["shape"], info["num_classes"]
-    result = {"checkpoint": info["path"], "step": info["step"], "n": n, "seed": seed,
-              "seeds": f"sample i uses torch.Generator().manual_seed(({seed} * {SEED_STRIDE} + i) mod 2**32), "
-                       f"i = 0..{n - 1}",
-              "labels": f"i % {classes}" if classes else None,
-              "quantisation": "(x * 127.5 + 128).clip(0, 255).to(uint8)",
-              "naming": "fid/kid only for n = 50000; otherwise suffixed by n (fid10k, kid1k, fid500); "
-                        "local feature networks give fd/kd",
-              "metrics": list(metrics), "detector": extractor.describe(),
-              "reference": {k: ref.get(k) for k in ("path", "sha256", "n", "source", "detector", "detector_sha256")},
-              "batch": batch, "device": str(device), "precision": precision, "weights": {}, "wall_seconds": {},
-              "heun_steps": info.get("heun_steps")}  # diffusion runs: Heun steps per sample (2N-1 evaluations)
+    result = {
+        "checkpoint": info["path"],
+        "step": info["step"],
+        "n": n,
+        "seed": seed,
+        "seeds": f"sample i uses torch.Generator().manual_seed(({seed} * {SEED_STRIDE} + i) mod 2**32), i = 0..{n - 1}",
+        "labels": f"i % {classes}" if classes else None,
+        "quantisation": "(x * 127.5 + 128).clip(0, 255).to(uint8)",
+        "naming": "fid/kid only for n = 50000; otherwise suffixed by n (fid10k, kid1k, fid500); "
+        "local feature networks give fd/kd",
+        "metrics": list(metrics),
+        "detector": extractor.describe(),
+        "reference": {k: ref.get(k) for k in ("path", "sha256", "n", "source", "detector", "detector_sha256")},
+        "batch": batch,
+        "device": str(device),
+        "precision": precision,
+        "weights": {},
+        "wall_seconds": {},
+        "heun_steps": info.get("heun_steps"),
+    }  # diffusion runs: Heun steps per sample (2N-1 evaluations)
     if info.get("missing_weights"):
         result["weights_missing"] = info["missing_weights"]  # e.g. ema asked for, but the run had no EMA
     for which, sampler in samplers.items():
         t0 = time.time()
         bar = command_progress(n, f"{which} step {info['step']}", progress, unit="images")
         feats, logits = [], []
-        for _, images, _ in generate_uint8(sampler, n, shape, classes, seed, batch, device, bar,
-                                           precision=precision):
+        for _, images, _ in generate_uint8(sampler, n, shape, classes, seed, batch, device, bar, precision=precision):
             f, lg = extractor(images)
             feats.append(f)
             if lg is not None:
@@ -291,8 +362,16 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
         bar.close()
         fake_logits = np.concatenate(logits) if logits else None
         labels = class_labels(range(n), classes)
-        result["weights"][which] = compute_metrics(metrics, np.concatenate(feats), fake_logits, ref, extractor.kind, n,
-                                                   None if labels is None else labels.numpy(), classes)
+        result["weights"][which] = compute_metrics(
+            metrics,
+            np.concatenate(feats),
+            fake_logits,
+            ref,
+            extractor.kind,
+            n,
+            None if labels is None else labels.numpy(),
+            classes,
+        )
         result["wall_seconds"][which] = round(time.time() - t0, 2)
     return result
 
@@ -300,6 +379,7 @@ def evaluate_samplers(samplers: dict, info: dict, extractor, ref: dict, metrics,
 # ---------------------------------------------------------------------------------------------------
 # A run's checkpoints
 # ---------------------------------------------------------------------------------------------------
+
 
 def run_checkpoints(run_dir: str, every: int) -> list[tuple[int, str]]:
     """(step, path) of the run's training states whose step is a multiple of `every`, and its

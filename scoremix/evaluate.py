@@ -11,9 +11,17 @@ from .precision import autocast
 
 
 @torch.no_grad()
-def generate_samples(generator, n: int, shape: tuple, num_classes: int, device, seed: int,
-                     batch_size: int = 1000, labels: torch.Tensor | None = None,
-                     precision: str = "fp32") -> torch.Tensor:
+def generate_samples(
+    generator,
+    n: int,
+    shape: tuple,
+    num_classes: int,
+    device,
+    seed: int,
+    batch_size: int = 1000,
+    labels: torch.Tensor | None = None,
+    precision: str = "fp32",
+) -> torch.Tensor:
     """n samples (float32, on the CPU) with noise from a private seeded RNG (the same z for every
     checkpoint); precision=bf16 runs the network under bfloat16 autocast."""
     rng = torch.Generator().manual_seed(seed)
@@ -25,8 +33,9 @@ def generate_samples(generator, n: int, shape: tuple, num_classes: int, device, 
         z = torch.randn(b, *shape, generator=rng).to(device)
         lab = None
         if num_classes > 0:
-            lab = (labels[i:i + b] if labels is not None
-                   else torch.randint(0, num_classes, (b,), generator=rng)).to(device)
+            lab = (labels[i : i + b] if labels is not None else torch.randint(0, num_classes, (b,), generator=rng)).to(
+                device
+            )
         with autocast(device, precision):
             x = generator(z, labels=lab)
         out.append(x.float().cpu())
@@ -58,5 +67,12 @@ class Evaluator:
             self.n = half
 
     def __call__(self, samples: torch.Tensor) -> dict:
-        return sample_metrics(samples[:self.n], self.reference, self.reference2, self.held_out, self.k,
-                              mixture=self.mixture, cache=self._reference_cache)
+        return sample_metrics(
+            samples[: self.n],
+            self.reference,
+            self.reference2,
+            self.held_out,
+            self.k,
+            mixture=self.mixture,
+            cache=self._reference_cache,
+        )

@@ -43,9 +43,9 @@ from .onnx_graph import (
 )
 
 FORMATS = ("onnx", "folder")
-TOLERANCE = 1e-4        # largest |ONNX Runtime - PyTorch| an exported graph may show on the check batch
-TRACE_BATCH = 2         # batch the graph is traced with
-CHECK_BATCH = 5         # another batch size, so the check also exercises the dynamic batch axis
+TOLERANCE = 1e-4  # largest |ONNX Runtime - PyTorch| an exported graph may show on the check batch
+TRACE_BATCH = 2  # batch the graph is traced with
+CHECK_BATCH = 5  # another batch size, so the check also exercises the dynamic batch axis
 EXPORT_EXTRA = "pip install 'scoremix[export]'"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -91,10 +91,17 @@ def load_network(path: str, weights: str = "ema") -> dict:
     sampler, cfg, shape, classes, step, which = load_generator(path, use_ema=weights == "ema", device="cpu")
     diffusion = cfg.method.name in DIFFUSION_METHODS
     network = sampler.denoiser if diffusion else sampler
-    return {"network": network.eval(), "kind": "diffusion" if diffusion else "one-step",
-            "network_name": "denoiser" if diffusion else "generator", "weights": which, "step": step,
-            "config": cfg, "data_shape": tuple(shape), "num_classes": classes,
-            "path": os.path.abspath(resolve_checkpoint(path))}
+    return {
+        "network": network.eval(),
+        "kind": "diffusion" if diffusion else "one-step",
+        "network_name": "denoiser" if diffusion else "generator",
+        "weights": which,
+        "step": step,
+        "config": cfg,
+        "data_shape": tuple(shape),
+        "num_classes": classes,
+        "path": os.path.abspath(resolve_checkpoint(path)),
+    }
 
 
 def describe(loaded: dict, source: str) -> dict:
@@ -106,24 +113,51 @@ def describe(loaded: dict, source: str) -> dict:
     images = len(shape) == 3
     if loaded["kind"] == "diffusion":
         n = cfg.noise
-        sampler = {"solver": "heun", "steps": cfg.eval.heun_steps, "evaluations": 2 * cfg.eval.heun_steps - 1,
-                   "sigma_min": n.sigma_min, "sigma_max": n.sigma_max, "rho": n.rho,
-                   "note": "x_0 = sigma_max z, then EDM's Heun steps (Alg. 1) with this denoiser"}
+        sampler = {
+            "solver": "heun",
+            "steps": cfg.eval.heun_steps,
+            "evaluations": 2 * cfg.eval.heun_steps - 1,
+            "sigma_min": n.sigma_min,
+            "sigma_max": n.sigma_max,
+            "rho": n.rho,
+            "note": "x_0 = sigma_max z, then EDM's Heun steps (Alg. 1) with this denoiser",
+        }
     else:
-        sampler = {"solver": "one-step", "evaluations": 1, "sigma": generator_sigma(cfg),
-                   "note": "samples = D(sigma z; sigma), z standard normal of latent_shape"}
+        sampler = {
+            "solver": "one-step",
+            "evaluations": 1,
+            "sigma": generator_sigma(cfg),
+            "note": "samples = D(sigma z; sigma), z standard normal of latent_shape",
+        }
     transform = points_transform(source, cfg)
     if cfg.data.source == "points" and transform is None:
-        raise ExportError(f"'{source}' is a data.source=points run but nothing says how its points were "
-                          f"standardised (no data_transform.json beside the weights, and the data file "
-                          f"'{cfg.data.path}' is gone); put either back, then export again")
-    return {"library": "scoremix", "library_version": __version__, "kind": loaded["kind"],
-            "network": loaded["network_name"], "method": cfg.method.name, "weights": loaded["weights"],
-            "step": loaded["step"], "data": "images" if images else "vectors", "data_shape": shape,
-            "latent_shape": shape, "num_classes": loaded["num_classes"],
-            "output": ("images in [-1, 1], (N, C, H, W); uint8 as (x * 127.5 + 128).clip(0, 255)" if images else
-                       "vectors (N, D) in the run's training units (data_transform maps points back)"),
-            "sampler": sampler, "data_transform": transform, "source": loaded["path"], "config": cfg.to_dict()}
+        raise ExportError(
+            f"'{source}' is a data.source=points run but nothing says how its points were "
+            f"standardised (no data_transform.json beside the weights, and the data file "
+            f"'{cfg.data.path}' is gone); put either back, then export again"
+        )
+    return {
+        "library": "scoremix",
+        "library_version": __version__,
+        "kind": loaded["kind"],
+        "network": loaded["network_name"],
+        "method": cfg.method.name,
+        "weights": loaded["weights"],
+        "step": loaded["step"],
+        "data": "images" if images else "vectors",
+        "data_shape": shape,
+        "latent_shape": shape,
+        "num_classes": loaded["num_classes"],
+        "output": (
+            "images in [-1, 1], (N, C, H, W); uint8 as (x * 127.5 + 128).clip(0, 255)"
+            if images
+            else "vectors (N, D) in the run's training units (data_transform maps points back)"
+        ),
+        "sampler": sampler,
+        "data_transform": transform,
+        "source": loaded["path"],
+        "config": cfg.to_dict(),
+    }
 
 
 def graph_signature(loaded: dict) -> tuple[dict, dict]:
@@ -177,8 +211,9 @@ def _make_parent(out: str) -> str:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as err:
-        raise ExportError(f"cannot create the folder of --out '{out}' ({ckpt.folder_error(folder, err)}); "
-                          "pick a writable folder") from None
+        raise ExportError(
+            f"cannot create the folder of --out '{out}' ({ckpt.folder_error(folder, err)}); pick a writable folder"
+        ) from None
     return folder
 
 
@@ -194,8 +229,10 @@ def check_out(out: str, fmt: str) -> None:
         if os.path.exists(out) and not os.path.isdir(out):
             raise ExportError(f"--out '{out}' is a file; --format folder writes a folder: pass a new folder name")
         if os.path.isdir(out) and os.listdir(out) and not ckpt.is_export_folder(out):
-            raise ExportError(f"--out '{out}' is a folder with other files in it; pass a new folder name (or an "
-                              "earlier export, which is replaced)")
+            raise ExportError(
+                f"--out '{out}' is a folder with other files in it; pass a new folder name (or an "
+                "earlier export, which is replaced)"
+            )
     _check_writable_parent(out)
 
 
@@ -215,24 +252,40 @@ def export_onnx(path: str, out: str, weights: str = "ema", opset: int = DEFAULT_
     (output,) = outputs
     trace = example_inputs(loaded, TRACE_BATCH, seed=0)
     description.update({"inputs": inputs, "outputs": outputs})
-    report(f"tracing the {loaded['network_name']} ({loaded['weights']} weights, step {loaded['step']}) with "
-           f"torch.onnx, opset {opset}")
+    report(
+        f"tracing the {loaded['network_name']} ({loaded['weights']} weights, step {loaded['step']}) with "
+        f"torch.onnx, opset {opset}"
+    )
     model = onnx_bytes(graph, trace, output, opset, description)
     report(f"checking the graph with ONNX Runtime against PyTorch on a batch of {CHECK_BATCH}")
     diff = onnx_check(model, graph, example_inputs(loaded, CHECK_BATCH, seed=1), output)
     if not diff <= TOLERANCE:
-        raise ExportError(f"ONNX Runtime's output differs from PyTorch's by up to {diff:.3g} (> {TOLERANCE:g}); "
-                          f"nothing written; try another --opset (default {DEFAULT_OPSET})")
+        raise ExportError(
+            f"ONNX Runtime's output differs from PyTorch's by up to {diff:.3g} (> {TOLERANCE:g}); "
+            f"nothing written; try another --opset (default {DEFAULT_OPSET})"
+        )
     _make_parent(out)
     try:
         ckpt.atomic_write_bytes(out, model)
     except OSError as err:
-        raise ExportError(f"cannot write --out '{out}' ({err.strerror or err}); free disk space or pick a "
-                          "writable folder") from None
-    return {"format": "onnx", "out": out, "kind": loaded["kind"], "network": loaded["network_name"],
-            "weights": loaded["weights"], "step": loaded["step"], "opset": opset, "inputs": inputs,
-            "outputs": outputs, "max_abs_diff": diff, "check_batch": CHECK_BATCH,
-            "bytes": len(model), "sampler": description["sampler"]}
+        raise ExportError(
+            f"cannot write --out '{out}' ({err.strerror or err}); free disk space or pick a writable folder"
+        ) from None
+    return {
+        "format": "onnx",
+        "out": out,
+        "kind": loaded["kind"],
+        "network": loaded["network_name"],
+        "weights": loaded["weights"],
+        "step": loaded["step"],
+        "opset": opset,
+        "inputs": inputs,
+        "outputs": outputs,
+        "max_abs_diff": diff,
+        "check_batch": CHECK_BATCH,
+        "bytes": len(model),
+        "sampler": description["sampler"],
+    }
 
 
 # -- folder ----------------------------------------------------------------------------------------------
@@ -259,17 +312,27 @@ def export_folder(path: str, out: str, weights: str = "ema", report=_silent) -> 
         with torch.no_grad():
             same = torch.equal(graph_cls(network)(*inputs.values()), graph_cls(loaded["network"])(*inputs.values()))
         if not same:
-            raise ExportError(f"the exported folder does not reproduce the run's {loaded['network_name']}; "
-                              "nothing written")
+            raise ExportError(
+                f"the exported folder does not reproduce the run's {loaded['network_name']}; nothing written"
+            )
         _replace_folder(staging, out)
     except OSError as err:
-        raise ExportError(f"cannot write --out '{out}' ({err.strerror or err}); free disk space or pick a "
-                          "writable folder") from None
+        raise ExportError(
+            f"cannot write --out '{out}' ({err.strerror or err}); free disk space or pick a writable folder"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"format": "folder", "out": out, "kind": loaded["kind"], "network": loaded["network_name"],
-            "weights": loaded["weights"], "step": loaded["step"], "max_abs_diff": 0.0,
-            "files": [ckpt.EXPORT_CONFIG, ckpt.EXPORT_WEIGHTS], "sampler": description["sampler"]}
+    return {
+        "format": "folder",
+        "out": out,
+        "kind": loaded["kind"],
+        "network": loaded["network_name"],
+        "weights": loaded["weights"],
+        "step": loaded["step"],
+        "max_abs_diff": 0.0,
+        "files": [ckpt.EXPORT_CONFIG, ckpt.EXPORT_WEIGHTS],
+        "sampler": description["sampler"],
+    }
 
 
 def _replace_folder(staging: str, out: str) -> None:
@@ -291,8 +354,9 @@ def _replace_folder(staging: str, out: str) -> None:
 def export(path: str, fmt: str, out: str, weights: str = "ema", opset: int | None = None, report=_silent) -> dict:
     """`scoremix export PATH --format FMT --out OUT`: a summary dict of what was written."""
     if fmt not in FORMATS:
-        raise ExportError(f"--format '{fmt}' is unknown; use onnx (one ONNX graph) or folder (config.json + "
-                          "model.safetensors)")
+        raise ExportError(
+            f"--format '{fmt}' is unknown; use onnx (one ONNX graph) or folder (config.json + model.safetensors)"
+        )
     if not isinstance(out, str) or not out.strip():
         raise ExportError("--out is empty; pass the file (.onnx) or folder to write")
     if fmt == "folder":
@@ -306,18 +370,25 @@ def summary_line(result: dict) -> str:
     """One line for the command's stdout."""
     where = result["out"]
     if result["format"] == "folder":
-        return (f"folder: {result['network']} ({result['weights']} weights, step {result['step']}) -> {where} "
-                f"(config.json, model.safetensors)")
+        return (
+            f"folder: {result['network']} ({result['weights']} weights, step {result['step']}) -> {where} "
+            f"(config.json, model.safetensors)"
+        )
+
     def spec(items):
         return ", ".join(f"{k} {v['dtype']} ({', '.join(map(str, v['shape']))})" for k, v in items.items())
 
-    text = (f"onnx: {spec(result['inputs'])} -> {spec(result['outputs'])}, opset {result['opset']}, "
-            f"max |ONNX Runtime - PyTorch| = {result['max_abs_diff']:.2g} on a batch of {result['check_batch']} "
-            f"({result['weights']} weights, step {result['step']}) -> {where}")
+    text = (
+        f"onnx: {spec(result['inputs'])} -> {spec(result['outputs'])}, opset {result['opset']}, "
+        f"max |ONNX Runtime - PyTorch| = {result['max_abs_diff']:.2g} on a batch of {result['check_batch']} "
+        f"({result['weights']} weights, step {result['step']}) -> {where}"
+    )
     if result["kind"] == "diffusion":
         s = result["sampler"]
-        text += (f"; a diffusion run: this is its denoiser alone, D(x; sigma); sample with {s['steps']} Heun steps "
-                 f"({s['evaluations']} evaluations) around it (scoremix.solvers.heun_sample)")
+        text += (
+            f"; a diffusion run: this is its denoiser alone, D(x; sigma); sample with {s['steps']} Heun steps "
+            f"({s['evaluations']} evaluations) around it (scoremix.solvers.heun_sample)"
+        )
     return text
 
 
@@ -325,6 +396,21 @@ def stderr_report(message: str) -> None:
     print(f"export: {message}", file=sys.stderr, flush=True)
 
 
-__all__ = ["FORMATS", "DEFAULT_OPSET", "TOLERANCE", "ExportError", "GeneratorGraph", "DenoiserGraph", "load_network",
-           "describe", "example_inputs", "export", "export_onnx", "export_folder", "opset_range", "onnx_missing",
-           "summary_line", "OnnxRuntimeSampler"]
+__all__ = [
+    "FORMATS",
+    "DEFAULT_OPSET",
+    "TOLERANCE",
+    "ExportError",
+    "GeneratorGraph",
+    "DenoiserGraph",
+    "load_network",
+    "describe",
+    "example_inputs",
+    "export",
+    "export_onnx",
+    "export_folder",
+    "opset_range",
+    "onnx_missing",
+    "summary_line",
+    "OnnxRuntimeSampler",
+]

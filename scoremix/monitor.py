@@ -64,8 +64,16 @@ class Monitor:
         shape, classes = self.source.shape, self.source.num_classes
         n = 2000 if len(shape) == 1 else 64
         labels = torch.arange(n) % classes if classes else None
-        fake = generate_samples(self.sampler(True), n, shape, classes, self.device, seed=2024,
-                                labels=labels, precision=self.cfg.train.precision)
+        fake = generate_samples(
+            self.sampler(True),
+            n,
+            shape,
+            classes,
+            self.device,
+            seed=2024,
+            labels=labels,
+            precision=self.cfg.train.precision,
+        )
         if self._reference_picture is None:
             self._reference_picture = reference_samples(self.cfg.data, n, seed=99, dataset=self.dataset)
         path = os.path.join(self.folder, f"{tag}.png")
@@ -81,9 +89,15 @@ class Monitor:
         out = {}
         variants = ["raw"] + (["ema"] if self.ema else [])
         for variant in variants:
-            fake = generate_samples(self.sampler(variant == "ema"), self.evaluator.n,
-                                    self.source.shape, self.source.num_classes, self.device, seed=777,
-                                    precision=self.cfg.train.precision)
+            fake = generate_samples(
+                self.sampler(variant == "ema"),
+                self.evaluator.n,
+                self.source.shape,
+                self.source.num_classes,
+                self.device,
+                seed=777,
+                precision=self.cfg.train.precision,
+            )
             out[variant] = self.evaluator(fake)
         return out
 
@@ -93,13 +107,20 @@ class Monitor:
         try:
             self.write_samples("final", step)
             metrics = self.evaluate()
-            result = {"step": step, "train_seconds": round(elapsed, 1), "samples": self.evaluator.n,
-                      "config": self.cfg.name, **metrics}
+            result = {
+                "step": step,
+                "train_seconds": round(elapsed, 1),
+                "samples": self.evaluator.n,
+                "config": self.cfg.name,
+                **metrics,
+            }
             ckpt.atomic_write_bytes(os.path.join(self.run_dir, "metrics.json"), json.dumps(result, indent=2).encode())
         except OSError as err:
-            raise TrainingError(f"training finished and its checkpoint is saved, but writing the final "
-                                f"samples/metrics failed ({err.strerror or err}); free disk space and run "
-                                f"`scoremix eval --checkpoint {self.run_dir}`") from None
+            raise TrainingError(
+                f"training finished and its checkpoint is saved, but writing the final "
+                f"samples/metrics failed ({err.strerror or err}); free disk space and run "
+                f"`scoremix eval --checkpoint {self.run_dir}`"
+            ) from None
         self.echo("metrics: " + json.dumps(metrics))
         if self.tracker is not None:
             self.tracker.scalars({"step": step, **flatten(metrics, "final")})

@@ -5,8 +5,13 @@ from __future__ import annotations
 import torch
 
 
-def karras_sigmas(num: int = 1000, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def karras_sigmas(
+    num: int = 1000,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     """Ascending grid sigma_0 = sigma_min ... sigma_{num-1} = sigma_max (Karras et al. 2022, Eq. 5)."""
     if num < 2:
         raise ValueError("the sigma grid needs at least 2 points")
@@ -26,8 +31,9 @@ class SigmaGrid:
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
 
-    def draw(self, n: int, device=None, generator: torch.Generator | None = None,
-             lo: int = 0, hi: int | None = None) -> torch.Tensor:
+    def draw(
+        self, n: int, device=None, generator: torch.Generator | None = None, lo: int = 0, hi: int | None = None
+    ) -> torch.Tensor:
         """n sigmas from grid indices uniform on [lo, hi) (hi defaults to the grid size)."""
         hi = self.num if hi is None else hi
         if not 0 <= lo < hi <= self.num:

@@ -16,7 +16,7 @@ from torch import nn
 from .errors import ConfigError, ScoremixError
 
 DEFAULT_OPSET = 18
-MIN_OPSET = 18          # lower opsets come from down-conversion, which writes invalid GroupNorm / Split nodes
+MIN_OPSET = 18  # lower opsets come from down-conversion, which writes invalid GroupNorm / Split nodes
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 
 
@@ -45,15 +45,18 @@ def opset_range() -> tuple[int, int]:
 def check_opset(opset: int) -> None:
     low, high = opset_range()
     if not low <= opset <= high:
-        raise ExportError(f"--opset {opset}: the installed exporter (torch {torch.__version__.split('+')[0]}) writes "
-                          f"ONNX opsets {low} to {high}; pass --opset in that range (default {DEFAULT_OPSET})")
+        raise ExportError(
+            f"--opset {opset}: the installed exporter (torch {torch.__version__.split('+')[0]}) writes "
+            f"ONNX opsets {low} to {high}; pass --opset in that range (default {DEFAULT_OPSET})"
+        )
 
 
 @contextlib.contextmanager
 def _quiet_exporter():
     """torch.onnx and onnxscript log and warn a lot while they work; keep the command's output to its lines."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript",
-                                                    "onnx_ir")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
@@ -79,18 +82,28 @@ def onnx_bytes(graph: nn.Module, inputs: dict, output: str, opset: int, metadata
     batch = torch.export.Dim("batch", min=1)
     try:
         with _quiet_exporter():
-            program = torch.onnx.export(graph, tuple(inputs.values()), dynamo=True, opset_version=opset,
-                                        input_names=list(inputs), output_names=[output],
-                                        dynamic_shapes={name: {0: batch} for name in inputs}, verbose=False)
+            program = torch.onnx.export(
+                graph,
+                tuple(inputs.values()),
+                dynamo=True,
+                opset_version=opset,
+                input_names=list(inputs),
+                output_names=[output],
+                dynamic_shapes={name: {0: batch} for name in inputs},
+                verbose=False,
+            )
     except Exception as err:
-        raise ExportError(f"torch.onnx could not export the network ({_first_line(err)}); "
-                          "report it with the run's config.yaml") from None
+        raise ExportError(
+            f"torch.onnx could not export the network ({_first_line(err)}); report it with the run's config.yaml"
+        ) from None
     model = program.model_proto
     written = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if written != opset:
         low, high = opset_range()
-        raise ExportError(f"--opset {opset}: the installed exporter wrote opset {written} instead; pass --opset "
-                          f"between {low} and {high}")
+        raise ExportError(
+            f"--opset {opset}: the installed exporter wrote opset {written} instead; pass --opset "
+            f"between {low} and {high}"
+        )
     onnx.helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
     return model.SerializeToString()
 
@@ -104,15 +117,18 @@ def onnx_check(model: bytes, graph: nn.Module, inputs: dict, output: str) -> flo
         session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
         got = session.run([output], {k: v.numpy() for k, v in inputs.items()})[0]
     except Exception as err:
-        raise ExportError(f"ONNX Runtime {onnxruntime.__version__} cannot run the exported graph "
-                          f"({_first_line(err)}); try another --opset (default {DEFAULT_OPSET})") from None
+        raise ExportError(
+            f"ONNX Runtime {onnxruntime.__version__} cannot run the exported graph "
+            f"({_first_line(err)}); try another --opset (default {DEFAULT_OPSET})"
+        ) from None
     with torch.no_grad():
         expected = graph(*inputs.values()).float().numpy()
     if got.shape != expected.shape:
         raise ExportError(f"ONNX Runtime returned shape {got.shape}, PyTorch {expected.shape}; nothing written")
     if not (np.isfinite(got).all() and np.isfinite(expected).all()):
-        raise ExportError("the check batch gave non-finite samples (NaN or inf); the weights may be diverged, "
-                          "nothing written")
+        raise ExportError(
+            "the check batch gave non-finite samples (NaN or inf); the weights may be diverged, nothing written"
+        )
     return float(np.abs(got.astype(np.float64) - expected.astype(np.float64)).max())
 
 
@@ -131,14 +147,22 @@ class OnnxRuntimeSampler:
             options.intra_op_num_threads = int(threads)
         self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         props = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = {k: (v if k in ("kind", "network", "method", "weights", "library", "library_version", "data",
-                                        "output", "source") else json.loads(v)) for k, v in props.items()}
+        self.metadata = {
+            k: (
+                v
+                if k
+                in ("kind", "network", "method", "weights", "library", "library_version", "data", "output", "source")
+                else json.loads(v)
+            )
+            for k, v in props.items()
+        }
         self.inputs = [i.name for i in self.session.get_inputs()]
         sampler = self.metadata.get("sampler", {})
         self.diffusion = self.metadata.get("kind") == "diffusion"
         if steps is not None and not self.diffusion:
-            raise ConfigError("steps applies to the denoiser graphs of diffusion runs; this graph is a one-step "
-                              "generator")
+            raise ConfigError(
+                "steps applies to the denoiser graphs of diffusion runs; this graph is a one-step generator"
+            )
         self.steps = int(steps or sampler.get("steps", 18)) if self.diffusion else 1
         self.evaluations = 2 * self.steps - 1 if self.diffusion else 1
 
@@ -158,8 +182,9 @@ class OnnxRuntimeSampler:
             from .solvers import heun_sample
 
             s = self.metadata["sampler"]
-            return heun_sample(self.denoise, z, self.steps, s["sigma_min"], s["sigma_max"], s["rho"],
-                               labels=labels).float()
+            return heun_sample(
+                self.denoise, z, self.steps, s["sigma_min"], s["sigma_max"], s["rho"], labels=labels
+            ).float()
         feed = {"noise": z.float().numpy()}
         if labels is not None:
             feed["labels"] = torch.as_tensor(labels).long().numpy()

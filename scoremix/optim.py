@@ -28,7 +28,8 @@ def build_optimizers(method, cfg) -> tuple[dict, dict, dict]:
         opt = torch.optim.AdamW(g["params"], lr=g["lr"], betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
         total = method.optimizer_steps(name, cfg.train.steps)
         schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda k, total=total, sch=g["schedule"]: lr_factor(k, o.lr_warmup, total, sch))
+            opt, lambda k, total=total, sch=g["schedule"]: lr_factor(k, o.lr_warmup, total, sch)
+        )
         optimizers[name] = opt
         params[name] = g["params"]
     return optimizers, schedulers, params

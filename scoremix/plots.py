@@ -11,8 +11,13 @@ from PIL import Image, ImageDraw
 from .errors import ScoremixError
 
 
-def scatter_image(points: torch.Tensor, bounds: tuple[float, float, float, float], size: int = 400,
-                  color=(31, 119, 180), title: str | None = None) -> Image.Image:
+def scatter_image(
+    points: torch.Tensor,
+    bounds: tuple[float, float, float, float],
+    size: int = 400,
+    color=(31, 119, 180),
+    title: str | None = None,
+) -> Image.Image:
     """Points as small dots on a white square covering bounds = (xmin, xmax, ymin, ymax)."""
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
@@ -39,7 +44,9 @@ def image_grid(x: torch.Tensor, nrow: int | None = None, pad: int = 1) -> Image.
     canvas = np.zeros((ncol * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.uint8)
     for i in range(b):
         r, col = divmod(i, nrow)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = arr[i]
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = arr[
+            i
+        ]
     if c == 1:
         return Image.fromarray(canvas[:, :, 0], mode="L")
     return Image.fromarray(canvas, mode="RGB")
@@ -78,7 +85,9 @@ def toy_bounds(reference: torch.Tensor, margin: float = 0.15) -> tuple[float, fl
     return (mid[0].item() - half, mid[0].item() + half, mid[1].item() - half, mid[1].item() + half)
 
 
-def samples_picture(samples: torch.Tensor, reference: torch.Tensor | None = None, titles=("samples", "data")) -> Image.Image:
+def samples_picture(
+    samples: torch.Tensor, reference: torch.Tensor | None = None, titles=("samples", "data")
+) -> Image.Image:
     """A picture of samples (scatter for vectors: their first two coordinates; grid for images), next to
     the data when given."""
     if samples.ndim == 2 and samples.shape[1] > 2:
@@ -103,8 +112,9 @@ def samples_picture(samples: torch.Tensor, reference: torch.Tensor | None = None
 
 
 def save_picture(img: Image.Image, path: str) -> None:
-    from .checkpoint import atomic_write_bytes
     import io
+
+    from .checkpoint import atomic_write_bytes
 
     buf = io.BytesIO()
     img.save(buf, format="PNG")

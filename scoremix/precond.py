@@ -5,15 +5,14 @@ D(x; sigma, alpha) = c_skip x + c_out F(c_in x, c_noise, c_alpha),  method.md se
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float):
     """(c_skip, c_out, c_in, c_noise) for noise level(s) sigma."""
-    var = sigma ** 2 + sigma_data ** 2
-    c_skip = sigma_data ** 2 / var
+    var = sigma**2 + sigma_data**2
+    c_skip = sigma_data**2 / var
     c_out = sigma * sigma_data / var.sqrt()
     c_in = 1 / var.sqrt()
     c_noise = sigma.log() / 4
@@ -22,7 +21,7 @@ def edm_coefficients(sigma: torch.Tensor, sigma_data: float):
 
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     """lambda(sigma) = sigma^-2 + sigma_data^-2, the EDM weight that makes the F-target unit variance."""
-    return sigma ** -2 + sigma_data ** -2
+    return sigma**-2 + sigma_data**-2
 
 
 def score_from_denoiser(denoised: torch.Tensor, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -61,9 +60,10 @@ class Denoiser(nn.Module):
         c_alpha = None
         if alpha is not None:
             c_alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(x.shape[0]) - 0.5
-        out = self.backbone(c_in * x, c_noise.flatten(), labels=labels, c_alpha=c_alpha,
-                            return_bottleneck=return_features)
-        F, feats = (out if return_features else (out, None))
+        out = self.backbone(
+            c_in * x, c_noise.flatten(), labels=labels, c_alpha=c_alpha, return_bottleneck=return_features
+        )
+        F, feats = out if return_features else (out, None)
         denoised = c_skip * x + c_out * F.float()
         return (denoised, feats) if return_features else denoised
 
@@ -100,5 +100,4 @@ def log_snr_like(alpha: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.log(a) - torch.log1p(-a)
 
 
-__all__ = ["edm_coefficients", "edm_loss_weight", "score_from_denoiser", "Denoiser", "OneStepGenerator",
-           "log_snr_like", "math"]
+__all__ = ["edm_coefficients", "edm_loss_weight", "score_from_denoiser", "Denoiser", "OneStepGenerator", "log_snr_like"]

@@ -30,10 +30,10 @@ PRECONDITIONINGS = ("edm", "vp", "ve")
 class VPSchedule:
     """EDM's VPPrecond constants (the values of the published CIFAR-10 *-vp.pkl files)."""
 
-    beta_d: float = 19.9      # extent of the noise level schedule
-    beta_min: float = 0.1     # initial slope of the schedule
-    M: int = 1000             # number of DDPM timesteps c_noise is scaled to
-    epsilon_t: float = 1e-5   # smallest t used in training
+    beta_d: float = 19.9  # extent of the noise level schedule
+    beta_min: float = 0.1  # initial slope of the schedule
+    M: int = 1000  # number of DDPM timesteps c_noise is scaled to
+    epsilon_t: float = 1e-5  # smallest t used in training
 
     @property
     def sigma_min(self) -> float:
@@ -46,20 +46,20 @@ class VPSchedule:
 
 def vp_sigma(t: torch.Tensor, schedule: VPSchedule = VPSchedule()) -> torch.Tensor:
     """sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) of the VP SDE."""
-    return torch.expm1(0.5 * schedule.beta_d * t ** 2 + schedule.beta_min * t).sqrt()
+    return torch.expm1(0.5 * schedule.beta_d * t**2 + schedule.beta_min * t).sqrt()
 
 
 def vp_sigma_inv(sigma: torch.Tensor, schedule: VPSchedule = VPSchedule()) -> torch.Tensor:
     """t(sigma): the positive root of beta_d t^2 / 2 + beta_min t = log(1 + sigma^2)."""
     b_d, b_min = schedule.beta_d, schedule.beta_min
-    return ((b_min ** 2 + 2 * b_d * torch.log1p(sigma ** 2)).sqrt() - b_min) / b_d
+    return ((b_min**2 + 2 * b_d * torch.log1p(sigma**2)).sqrt() - b_min) / b_d
 
 
 def vp_coefficients(sigma: torch.Tensor, schedule: VPSchedule = VPSchedule()):
     """(c_skip, c_out, c_in, c_noise) of EDM's VPPrecond."""
     c_skip = torch.ones_like(sigma)
     c_out = -sigma
-    c_in = 1 / (sigma ** 2 + 1).sqrt()
+    c_in = 1 / (sigma**2 + 1).sqrt()
     c_noise = (schedule.M - 1) * vp_sigma_inv(sigma, schedule)
     return c_skip, c_out, c_in, c_noise
 
@@ -69,8 +69,7 @@ def ve_coefficients(sigma: torch.Tensor):
     return torch.ones_like(sigma), sigma, torch.ones_like(sigma), torch.log(0.5 * sigma)
 
 
-def precond_coefficients(precond: str, sigma: torch.Tensor, sigma_data: float = 0.5,
-                         vp: VPSchedule = VPSchedule()):
+def precond_coefficients(precond: str, sigma: torch.Tensor, sigma_data: float = 0.5, vp: VPSchedule = VPSchedule()):
     """(c_skip, c_out, c_in, c_noise) of the named preconditioning at noise level(s) sigma."""
     if precond == "edm":
         return edm_coefficients(sigma, sigma_data)
@@ -86,8 +85,14 @@ class PreconditionedDenoiser(Denoiser):
     c_noise) with the coefficients of `precond` (edm | vp | ve). Same call signature and outputs as
     Denoiser; with precond='edm' it computes exactly what Denoiser computes."""
 
-    def __init__(self, backbone, sigma_data: float = 0.5, precond: str = "edm", alpha_input: bool = False,
-                 vp: VPSchedule = VPSchedule()):
+    def __init__(
+        self,
+        backbone,
+        sigma_data: float = 0.5,
+        precond: str = "edm",
+        alpha_input: bool = False,
+        vp: VPSchedule = VPSchedule(),
+    ):
         super().__init__(backbone, sigma_data=sigma_data, alpha_input=alpha_input)
         if precond not in PRECONDITIONINGS:
             raise ValueError(f"unknown preconditioning {precond!r}; use one of {', '.join(PRECONDITIONINGS)}")
@@ -111,8 +116,13 @@ def make_denoiser(backbone, sigma_data: float = 0.5, precond: str = "edm", alpha
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
 
-def ddpm_betas(num_train_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02,
-               beta_schedule: str = "linear", trained_betas=None) -> torch.Tensor:
+def ddpm_betas(
+    num_train_timesteps: int,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    beta_schedule: str = "linear",
+    trained_betas=None,
+) -> torch.Tensor:
     """beta_1..beta_N of a discrete DDPM schedule as diffusers' schedulers define it, in float32 as they
     compute it (the values the model was trained with): linear: evenly spaced; scaled_linear: evenly
     spaced in sqrt(beta), squared; squaredcos_cap_v2: the cosine schedule of Nichol & Dhariwal (2021),
@@ -126,12 +136,15 @@ def ddpm_betas(num_train_timesteps: int, beta_start: float = 1e-4, beta_end: flo
     elif beta_schedule == "linear":
         betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
     elif beta_schedule == "scaled_linear":
-        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, n, dtype=torch.float32) ** 2
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, n, dtype=torch.float32) ** 2
     elif beta_schedule == "squaredcos_cap_v2":
+
         def alpha_bar(t):
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
-        betas = torch.tensor([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)],
-                             dtype=torch.float32)
+
+        betas = torch.tensor(
+            [min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)], dtype=torch.float32
+        )
     elif beta_schedule == "sigmoid":
         betas = torch.sigmoid(torch.linspace(-6, 6, n)) * (beta_end - beta_start) + beta_start
     else:
@@ -165,6 +178,19 @@ def timestep_from_sigma(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tens
     return lower.double() + frac.clamp(0, 1)
 
 
-__all__ = ["PRECONDITIONINGS", "VPSchedule", "vp_sigma", "vp_sigma_inv", "vp_coefficients", "ve_coefficients",
-           "precond_coefficients", "PreconditionedDenoiser", "make_denoiser", "BETA_SCHEDULES", "ddpm_betas",
-           "ddpm_alphas_cumprod", "ddpm_sigmas", "timestep_from_sigma"]
+__all__ = [
+    "PRECONDITIONINGS",
+    "VPSchedule",
+    "vp_sigma",
+    "vp_sigma_inv",
+    "vp_coefficients",
+    "ve_coefficients",
+    "precond_coefficients",
+    "PreconditionedDenoiser",
+    "make_denoiser",
+    "BETA_SCHEDULES",
+    "ddpm_betas",
+    "ddpm_alphas_cumprod",
+    "ddpm_sigmas",
+    "timestep_from_sigma",
+]

@@ -182,11 +182,11 @@ def _toy_distill(name: str, method: str) -> Config:
     cfg = _toy(name, "ring8", 16000, sigma_data=1.4)
     cfg.method.name = method
     cfg.method.teacher = "analytic"
-    cfg.method.score_alpha = "paper"         # critic alpha: 25 % point mass at 0 (released SMD code)
-    cfg.method.gen_alpha = "range:0.5,1"     # released SMD code's generator alpha (unused by DMD)
-    cfg.method.gan = method == "smd"         # Eq. 11 through the density-ratio head; DMD2's GAN term is off
-    cfg.method.gan_gen_weight = 0.1          # 33x the released code's 3e-3, as the toy SMT presets (0.76 vs 0.67
-                                             # precision at 8k / 6k iterations in two exploratory runs)
+    cfg.method.score_alpha = "paper"  # critic alpha: 25 % point mass at 0 (released SMD code)
+    cfg.method.gen_alpha = "range:0.5,1"  # released SMD code's generator alpha (unused by DMD)
+    cfg.method.gan = method == "smd"  # Eq. 11 through the density-ratio head; DMD2's GAN term is off
+    cfg.method.gan_gen_weight = 0.1  # 33x the released code's 3e-3, as the toy SMT presets (0.76 vs 0.67
+    # precision at 8k / 6k iterations in two exploratory runs)
     cfg.method.warmup_steps = 300
     cfg.method.critic_warmup_steps = 300
     cfg.train.sample_every = cfg.train.ckpt_every = 4000
@@ -256,7 +256,7 @@ def ring8_edm() -> Config:
     """Diffusion teacher (EDM objective, Heun sampler) on ring8: a 128-wide MLP denoiser, a few minutes on CPU."""
     cfg = _toy("ring8-edm", "ring8", 6000, sigma_data=1.4)
     _edm(cfg)
-    cfg.noise.sigma_max = 40.0           # sampling starts from N(0, 40^2): the data's spread (1.4) is negligible
+    cfg.noise.sigma_max = 40.0  # sampling starts from N(0, 40^2): the data's spread (1.4) is negligible
     cfg.optim.lr_score = 1e-3
     cfg.optim.score_schedule = "cosine"
     cfg.train.ema = 0.999
@@ -286,11 +286,11 @@ def mnist_edm() -> Config:
     cfg.data.batch_size = 32
     net = dict(arch="unet", channels=16, channel_mult=[1, 2, 2], blocks=1)  # the U-Net of mnist-smt
     cfg.score = NetConfig(**net)
-    cfg.generator = NetConfig(**net)     # unused by edm; the students of SMD/DMD copy the teacher's network
+    cfg.generator = NetConfig(**net)  # unused by edm; the students of SMD/DMD copy the teacher's network
     cfg.optim.lr_score = 1e-3
     cfg.optim.score_schedule = "cosine"
     cfg.train.ema = 0.999
-    cfg.train.steps = 3000               # 96k images, ~19 passes over the 5k digits
+    cfg.train.steps = 3000  # 96k images, ~19 passes over the 5k digits
     cfg.train.sample_every = cfg.train.ckpt_every = 500
     cfg.eval.samples = 1000
     return cfg
@@ -310,7 +310,7 @@ def _ladder(cfg: Config) -> Config:
     cfg.score = NetConfig(**_LADDER_NET)
     cfg.train.precision = "bf16"
     cfg.train.ckpt_every = cfg.train.sample_every = 1000
-    cfg.train.keep_every = 2000          # kept checkpoints give the digit-score curve of each stage
+    cfg.train.keep_every = 2000  # kept checkpoints give the digit-score curve of each stage
     cfg.eval.samples = 2000
     return cfg
 

@@ -20,8 +20,17 @@ class Progress:
     Lines mode never writes a carriage return: one line per `every` seconds and one at the end. `unit` names
     what is counted: 'step' (training iterations, rate in it/s) or e.g. 'samples' (rate in samples/s)."""
 
-    def __init__(self, mode: str, total: int, initial: int = 0, desc: str = "", every: float = 30.0,
-                 stream=None, enabled: bool = True, unit: str = "step"):
+    def __init__(
+        self,
+        mode: str,
+        total: int,
+        initial: int = 0,
+        desc: str = "",
+        every: float = 30.0,
+        stream=None,
+        enabled: bool = True,
+        unit: str = "step",
+    ):
         self.stream = stream if stream is not None else sys.stdout
         if mode == "auto":
             isatty = getattr(self.stream, "isatty", None)
@@ -35,8 +44,14 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, dynamic_ncols=True, desc=desc, file=self.stream,
-                             unit="it" if unit == "step" else unit)
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                dynamic_ncols=True,
+                desc=desc,
+                file=self.stream,
+                unit="it" if unit == "step" else unit,
+            )
 
     def update(self, n: int = 1) -> None:
         self.step += n
@@ -60,8 +75,10 @@ class Progress:
         extra = "".join(f" {k}={v}" for k, v in self.postfix.items())
         rate_unit = "it" if self.unit == "step" else self.unit
         share = 100 * self.step / max(1, self.total)
-        self.stream.write(f"{self.desc} {self.unit} {self.step}/{self.total} ({share:.1f}%) "
-                          f"{rate:.2f} {rate_unit}/s eta {_duration(eta)}{extra}\n")
+        self.stream.write(
+            f"{self.desc} {self.unit} {self.step}/{self.total} ({share:.1f}%) "
+            f"{rate:.2f} {rate_unit}/s eta {_duration(eta)}{extra}\n"
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -70,9 +87,9 @@ class Progress:
             self._bar = None
 
 
-def command_progress(total: int, desc: str, enabled: bool = True, unit: str = "samples",
-                     every: float = 10.0) -> Progress:
+def command_progress(
+    total: int, desc: str, enabled: bool = True, unit: str = "samples", every: float = 10.0
+) -> Progress:
     """Progress of a command other than `train` (sample, eval, export) on stderr, so that stdout keeps the
     command's result (eval prints JSON): a bar on a terminal, a plain line every `every` seconds in a log."""
-    return Progress("auto" if enabled else "off", total=total, desc=desc, every=every, stream=sys.stderr,
-                    unit=unit)
+    return Progress("auto" if enabled else "off", total=total, desc=desc, every=every, stream=sys.stderr, unit=unit)

@@ -26,11 +26,14 @@ def resolve_checkpoint(path: str) -> str:
         found = ckpt.list_checkpoints(os.path.join(path, "checkpoints"))
         if found:
             return found[-1]  # load_generator falls back to older ones if this one is corrupt
-        raise CheckpointError(f"'{path}' holds no generator.safetensors, no denoiser.safetensors and no checkpoints/state-*.pt; "
-                              "pass a run folder made by `scoremix train`")
+        raise CheckpointError(
+            f"'{path}' holds no generator.safetensors, no denoiser.safetensors and no checkpoints/state-*.pt; "
+            "pass a run folder made by `scoremix train`"
+        )
     if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint '{path}' does not exist; pass a run folder, a generator.safetensors "
-                              "or a state-*.pt file")
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist; pass a run folder, a generator.safetensors or a state-*.pt file"
+        )
     return path
 
 
@@ -84,8 +87,9 @@ def read_weights(path: str) -> dict:
         if folder is not None:
             found = ckpt.load_latest_valid(os.path.join(folder, "checkpoints"), map_location="cpu")
             if found is None:
-                raise CheckpointError(f"no checkpoint in '{folder}/checkpoints' loads and verifies; "
-                                      "they are all corrupt")
+                raise CheckpointError(
+                    f"no checkpoint in '{folder}/checkpoints' loads and verifies; they are all corrupt"
+                )
             path, state = found
         else:
             state = ckpt.load_training_state(path)
@@ -95,14 +99,23 @@ def read_weights(path: str) -> dict:
             raw, ema = state["networks"][network], state.get("ema")
             step, shape, classes = int(state["step"]), tuple(state["data_shape"]), int(state["num_classes"])
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"'{path}' is not a complete training state (missing {err}); "
-                                  "pass a state-*.pt written by `scoremix train`") from None
+            raise CheckpointError(
+                f"'{path}' is not a complete training state (missing {err}); "
+                "pass a state-*.pt written by `scoremix train`"
+            ) from None
     try:
         cfg = config_from_dict(config)
     except ConfigError as err:
         raise CheckpointError(f"'{path}' carries an invalid config ({err})") from None
-    out = {"raw": raw, "ema": ema, "config": cfg, "step": step, "data_shape": tuple(shape),
-           "num_classes": classes, "path": path}
+    out = {
+        "raw": raw,
+        "ema": ema,
+        "config": cfg,
+        "step": step,
+        "data_shape": tuple(shape),
+        "num_classes": classes,
+        "path": path,
+    }
     if exported is not None:
         out["export"] = description
     return out
@@ -124,8 +137,10 @@ def load_generators(path: str, variants=("raw", "ema"), device="cpu", steps: int
     diffusion = cfg.method.name in DIFFUSION_METHODS
     if steps is not None:
         if not diffusion:
-            raise ConfigError(f"--steps applies to diffusion runs only; '{path}' is a one-step generator "
-                              f"(method {cfg.method.name}), which always samples in one network evaluation")
+            raise ConfigError(
+                f"--steps applies to diffusion runs only; '{path}' is a one-step generator "
+                f"(method {cfg.method.name}), which always samples in one network evaluation"
+            )
         if int(steps) != steps or steps < 1:
             raise ConfigError(f"--steps must be a positive integer, got {steps}")
     generators = {}
@@ -142,17 +157,21 @@ def load_generators(path: str, variants=("raw", "ema"), device="cpu", steps: int
         try:
             network.load_state_dict(weights)
         except RuntimeError as err:
-            raise CheckpointError(f"'{path}': weights do not match the {weights_network(cfg.method.name)} its "
-                                  f"config describes ({str(err).splitlines()[0][:160]})") from None
+            raise CheckpointError(
+                f"'{path}': weights do not match the {weights_network(cfg.method.name)} its "
+                f"config describes ({str(err).splitlines()[0][:160]})"
+            ) from None
         if diffusion:
             n = cfg.noise
             network = HeunSampler(network, int(steps or cfg.eval.heun_steps), n.sigma_min, n.sigma_max, n.rho)
         generators[which] = network.to(device).eval()
     if not generators:  # only an exported folder lacks a variant: it keeps the one it was exported with
         held = "raw" if saved["raw"] is not None else "ema"
-        raise CheckpointError(f"'{path}' holds {held} weights only (an exported folder keeps one set); ask for "
-                              f"{held} weights{' (drop --raw)' if held == 'ema' else ''}, or export the run "
-                              f"again with --{'raw' if held == 'ema' else 'ema'}")
+        raise CheckpointError(
+            f"'{path}' holds {held} weights only (an exported folder keeps one set); ask for "
+            f"{held} weights{' (drop --raw)' if held == 'ema' else ''}, or export the run "
+            f"again with --{'raw' if held == 'ema' else 'ema'}"
+        )
     return generators, cfg, shape, classes, saved["step"]
 
 
@@ -160,8 +179,9 @@ def load_generator(path: str, use_ema: bool = True, device="cpu", steps: int | N
     """(generator module in eval mode, Config, data_shape, num_classes, step, which) where which is 'ema'
     or 'raw'; EMA weights fall back to raw ones when the run had no EMA. Diffusion runs give their Heun
     sampler (see load_generators)."""
-    generators, cfg, shape, classes, step = load_generators(path, ("raw", "ema") if use_ema else ("raw",), device,
-                                                            steps=steps)
+    generators, cfg, shape, classes, step = load_generators(
+        path, ("raw", "ema") if use_ema else ("raw",), device, steps=steps
+    )
     which = "ema" if "ema" in generators else "raw"
     return generators[which], cfg, shape, classes, step, which
 
@@ -177,9 +197,18 @@ def load_sampler(path: str, steps: int | None = None, use_ema: bool = True, devi
     sampler, cfg, shape, classes, step, which = load_generator(path, use_ema=use_ema, device=device, steps=steps)
     diffusion = cfg.method.name in DIFFUSION_METHODS
     n_steps = sampler.steps if diffusion else 1
-    meta = {"kind": "diffusion" if diffusion else "one-step", "method": cfg.method.name, "steps": n_steps,
-            "evaluations": sampler.evaluations if diffusion else 1, "weights": which, "step": step,
-            "config": cfg, "data_shape": shape, "latent_shape": tuple(shape), "num_classes": classes}
+    meta = {
+        "kind": "diffusion" if diffusion else "one-step",
+        "method": cfg.method.name,
+        "steps": n_steps,
+        "evaluations": sampler.evaluations if diffusion else 1,
+        "weights": which,
+        "step": step,
+        "config": cfg,
+        "data_shape": shape,
+        "latent_shape": tuple(shape),
+        "num_classes": classes,
+    }
     return sampler, meta
 
 
@@ -211,14 +240,26 @@ def points_transform(path: str, cfg) -> dict | None:
 
 
 @torch.no_grad()
-def sample(generator, n: int, shape: tuple, num_classes: int, seed: int = 0, labels=None, device="cpu",
-           batch_size: int = 1000, precision: str = "fp32") -> torch.Tensor:
+def sample(
+    generator,
+    n: int,
+    shape: tuple,
+    num_classes: int,
+    seed: int = 0,
+    labels=None,
+    device="cpu",
+    batch_size: int = 1000,
+    precision: str = "fp32",
+) -> torch.Tensor:
     from .evaluate import generate_samples
 
     if labels is not None:
-        labels = torch.as_tensor(labels).long().expand(n) if torch.as_tensor(labels).ndim == 0 else torch.as_tensor(labels)
-    return generate_samples(generator, n, shape, num_classes, device, seed, batch_size, labels=labels,
-                            precision=precision)
+        labels = (
+            torch.as_tensor(labels).long().expand(n) if torch.as_tensor(labels).ndim == 0 else torch.as_tensor(labels)
+        )
+    return generate_samples(
+        generator, n, shape, num_classes, device, seed, batch_size, labels=labels, precision=precision
+    )
 
 
 def points_to_data_units(x: torch.Tensor, record: dict) -> torch.Tensor:

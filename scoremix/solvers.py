@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 
-def heun_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def heun_sigmas(
+    steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """The N+1 noise levels t_0 = sigma_max > ... > t_{N-1} = sigma_min > t_N = 0 of EDM Eq. 5 (descending).
 
     For N = 1 the only level is sigma_max (one evaluation, then t_1 = 0)."""
@@ -41,8 +42,15 @@ def heun_evaluations(steps: int) -> int:
 
 
 @torch.no_grad()
-def heun_sample(denoiser, z: torch.Tensor, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                rho: float = 7.0, labels=None) -> torch.Tensor:
+def heun_sample(
+    denoiser,
+    z: torch.Tensor,
+    steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    labels=None,
+) -> torch.Tensor:
     """Integrate the probability-flow ODE from sigma_max to 0 with Heun's method (EDM Alg. 1, S_churn = 0).
 
     `denoiser(x, sigma, labels=...)` returns D(x; sigma) with sigma a (batch,) tensor; `z` is standard
@@ -72,8 +80,9 @@ class HeunSampler(nn.Module):
 
     It holds the denoiser as a submodule (so `.eval()` and `.to()` reach it) and returns float32 samples."""
 
-    def __init__(self, denoiser: nn.Module, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                 rho: float = 7.0):
+    def __init__(
+        self, denoiser: nn.Module, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
+    ):
         super().__init__()
         heun_sigmas(steps, sigma_min, sigma_max, rho)  # validates the arguments now
         self.denoiser = denoiser
@@ -86,8 +95,9 @@ class HeunSampler(nn.Module):
         return heun_evaluations(self.steps)
 
     def forward(self, z: torch.Tensor, labels=None) -> torch.Tensor:
-        return heun_sample(self.denoiser, z, self.steps, self.sigma_min, self.sigma_max, self.rho,
-                           labels=labels).float()
+        return heun_sample(
+            self.denoiser, z, self.steps, self.sigma_min, self.sigma_max, self.rho, labels=labels
+        ).float()
 
 
 __all__ = ["heun_sigmas", "heun_evaluations", "heun_sample", "HeunSampler"]

@@ -35,16 +35,21 @@ def _open_wandb(cfg, run_dir: str):
     try:
         import wandb
     except ImportError:
-        raise ConfigError("log.wandb=true needs Weights & Biases: pip install 'scoremix[wandb]' "
-                          "(or set log.wandb=false)") from None
+        raise ConfigError(
+            "log.wandb=true needs Weights & Biases: pip install 'scoremix[wandb]' (or set log.wandb=false)"
+        ) from None
     log = cfg.log
     id_path = os.path.join(run_dir, WANDB_ID_FILE)
     run_id = None
     if os.path.isfile(id_path):
         with open(id_path) as fh:
             run_id = fh.read().strip() or None
-    kwargs = {"project": log.wandb_project, "name": log.wandb_name or os.path.basename(os.path.abspath(run_dir)),
-              "dir": run_dir, "config": cfg.to_dict()}
+    kwargs = {
+        "project": log.wandb_project,
+        "name": log.wandb_name or os.path.basename(os.path.abspath(run_dir)),
+        "dir": run_dir,
+        "config": cfg.to_dict(),
+    }
     if log.wandb_mode is not None:
         kwargs["mode"] = log.wandb_mode
     if run_id is not None:
@@ -52,8 +57,10 @@ def _open_wandb(cfg, run_dir: str):
     try:
         run = wandb.init(**kwargs)
     except Exception as err:  # not logged in, no network, a bad project name: say it before training starts
-        raise ConfigError(f"Weights & Biases could not start a run ({_first_line(err)}); run `wandb login`, or "
-                          "set log.wandb_mode=offline (upload later with `wandb sync`), or log.wandb=false") from None
+        raise ConfigError(
+            f"Weights & Biases could not start a run ({_first_line(err)}); run `wandb login`, or "
+            "set log.wandb_mode=offline (upload later with `wandb sync`), or log.wandb=false"
+        ) from None
     if run_id is None and getattr(run, "id", None):
         from .checkpoint import atomic_write_bytes
 

@@ -57,8 +57,11 @@ def _print_warning(message: str) -> None:
 
 def _counter(name: str) -> property:
     """A counter of the training state (step, skipped, elapsed), read and set through the trainer."""
-    return property(lambda self: getattr(self.state, name), lambda self, value: setattr(self.state, name, value),
-                    doc=f"TrainingState.{name}")
+    return property(
+        lambda self: getattr(self.state, name),
+        lambda self, value: setattr(self.state, name, value),
+        doc=f"TrainingState.{name}",
+    )
 
 
 class Trainer:
@@ -71,8 +74,16 @@ class Trainer:
     skipped = _counter("skipped")
     elapsed = _counter("elapsed")
 
-    def __init__(self, cfg: Config, run_dir: str, resume: str | None = None, info: DistInfo | None = None,
-                 echo=print, warn=_print_warning, teacher=None):
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str,
+        resume: str | None = None,
+        info: DistInfo | None = None,
+        echo=print,
+        warn=_print_warning,
+        teacher=None,
+    ):
         self.cfg = cfg
         self.run_dir = run_dir
         self.info = info or DistInfo()
@@ -82,14 +93,18 @@ class Trainer:
         self._stop_signal: int | None = None
         t = cfg.train
         if cfg.data.batch_size % self.info.world_size:
-            raise ConfigError(f"data.batch_size={cfg.data.batch_size} is the global batch and must divide "
-                              f"evenly over {self.info.world_size} processes")
+            raise ConfigError(
+                f"data.batch_size={cfg.data.batch_size} is the global batch and must divide "
+                f"evenly over {self.info.world_size} processes"
+            )
         self.local_batch = cfg.data.batch_size // self.info.world_size
         self.micro_batch = t.batch_gpu or self.local_batch
         if self.local_batch % self.micro_batch:
-            raise ConfigError(f"train.batch_gpu={t.batch_gpu} must divide the per-process batch {self.local_batch} "
-                              f"(data.batch_size={cfg.data.batch_size} over {self.info.world_size} process(es)); "
-                              f"try train.batch_gpu={_largest_divisor_at_most(self.local_batch, t.batch_gpu)}")
+            raise ConfigError(
+                f"train.batch_gpu={t.batch_gpu} must divide the per-process batch {self.local_batch} "
+                f"(data.batch_size={cfg.data.batch_size} over {self.info.world_size} process(es)); "
+                f"try train.batch_gpu={_largest_divisor_at_most(self.local_batch, t.batch_gpu)}"
+            )
         self.accum_steps = self.local_batch // self.micro_batch
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = t.tf32
@@ -99,8 +114,9 @@ class Trainer:
 
         self.dataset = build_dataset(cfg.data)
         self._fit_image_size()
-        self.source = build_source(cfg.data, self.local_batch, t.seed, self.info.rank, self.info.world_size,
-                                   dataset=self.dataset)
+        self.source = build_source(
+            cfg.data, self.local_batch, t.seed, self.info.rank, self.info.world_size, dataset=self.dataset
+        )
         seed_everything(t.seed)  # identical initial weights on every rank
         self.method = build_method(cfg, self.source.shape, self.source.num_classes, teacher=teacher).to(self.device)
         if t.channels_last and len(self.source.shape) == 3:
@@ -115,25 +131,40 @@ class Trainer:
             for name, net in self.method.networks.items():
                 if any(p.requires_grad for p in net.parameters()):
                     self.method.train_networks[name] = DistributedDataParallel(
-                        net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                        broadcast_buffers=False)
+                        net,
+                        device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                        broadcast_buffers=False,
+                    )
         self.optimizers, self.schedulers, self.params = build_optimizers(self.method, cfg)
         self.ema_optimizer = self.method.ema_optimizer
         self.ema = EMA(self.method.networks[self.method.ema_network], t.ema) if t.ema > 0 else None
         seed_everything(t.seed * 1009 + 1 + self.info.rank)  # ranks draw different noise
         self.consecutive_skips: dict[str, int] = {}  # phase -> non-finite steps in a row
-        self.state = TrainingState(cfg, run_dir, self.info, self.method, self.ema, self.optimizers, self.schedulers,
-                                   self.source, echo=self.echo, warn=self.warn)
-        self.monitor = Monitor(cfg, run_dir, self.method, self.ema, self.source, self.dataset, self.device,
-                               echo=self.echo)
+        self.state = TrainingState(
+            cfg,
+            run_dir,
+            self.info,
+            self.method,
+            self.ema,
+            self.optimizers,
+            self.schedulers,
+            self.source,
+            echo=self.echo,
+            warn=self.warn,
+        )
+        self.monitor = Monitor(
+            cfg, run_dir, self.method, self.ema, self.source, self.dataset, self.device, echo=self.echo
+        )
         if resume:
             self.state.resume(resume)
         if self.info.is_main:
             # config.yaml says the fitted image size and a teacher's network settings and digest
             prepare_run_folder(run_dir, [self.state.folder, self.monitor.folder], cfg.to_yaml())
             if hasattr(self.dataset, "transform_record"):  # points: how they were standardised
-                ckpt.atomic_write_bytes(os.path.join(run_dir, "data_transform.json"),
-                                        json.dumps(self.dataset.transform_record(), indent=1).encode())
+                ckpt.atomic_write_bytes(
+                    os.path.join(run_dir, "data_transform.json"),
+                    json.dumps(self.dataset.transform_record(), indent=1).encode(),
+                )
 
     def _fit_image_size(self) -> None:
         """Images whose side the networks cannot take (a skip connection of 26 against 25) are resized to the
@@ -150,10 +181,14 @@ class Trainer:
         arch = "/".join(sorted({self.cfg.generator.arch, self.cfg.score.arch}))
         down, up = max(m, max(h, w) // m * m), -(-max(h, w) // m) * m
         if self.cfg.data.resolution is not None:
-            raise ConfigError(f"data.resolution={self.cfg.data.resolution}: the {arch} networks need image sides "
-                              f"divisible by {m}; use data.resolution={down} or {up}")
-        self.echo(f"notice: the images are {h}x{w} but the {arch} networks need sides divisible by {m}; "
-                  f"resizing them to {up}x{up} (set data.resolution to choose the size)")
+            raise ConfigError(
+                f"data.resolution={self.cfg.data.resolution}: the {arch} networks need image sides "
+                f"divisible by {m}; use data.resolution={down} or {up}"
+            )
+        self.echo(
+            f"notice: the images are {h}x{w} but the {arch} networks need sides divisible by {m}; "
+            f"resizing them to {up}x{up} (set data.resolution to choose the size)"
+        )
         self.cfg.data.resolution = up
         self.dataset = build_dataset(self.cfg.data)
 
@@ -196,7 +231,7 @@ class Trainer:
         if self.accum_steps == 1:
             return [batch]
         m = self.micro_batch
-        return [tuple(None if v is None else v[i * m:(i + 1) * m] for v in batch) for i in range(self.accum_steps)]
+        return [tuple(None if v is None else v[i * m : (i + 1) * m] for v in batch) for i in range(self.accum_steps)]
 
     def _seed_micro_batch(self, phase: str, micro: int) -> None:
         """Seed the global RNG from (seed, step, phase, global micro-batch index): every draw a method makes
@@ -262,19 +297,25 @@ class Trainer:
         are left as they are."""
         self.skipped += 1
         run = self.consecutive_skips[phase] = self.consecutive_skips.get(phase, 0) + 1
-        what = (f"non-finite {'loss' if not torch.isfinite(loss).item() else 'gradient'} in the {phase} phase "
-                f"at step {self.step + 1}")
+        what = (
+            f"non-finite {'loss' if not torch.isfinite(loss).item() else 'gradient'} in the {phase} phase "
+            f"at step {self.step + 1}"
+        )
         last = self.state.saved()
-        keep = (f"; the last good checkpoint is {last[-1]}" if last else "; no checkpoint was written yet")
+        keep = f"; the last good checkpoint is {last[-1]}" if last else "; no checkpoint was written yet"
         resume = f"scoremix train --out {self.run_dir} --resume latest"
         if self.cfg.train.nonfinite == "stop":
-            raise TrainingError(f"{what} (train.nonfinite=stop){keep}; lower the learning rate or use "
-                                f"train.precision=fp32, then resume with: {resume}")
+            raise TrainingError(
+                f"{what} (train.nonfinite=stop){keep}; lower the learning rate or use "
+                f"train.precision=fp32, then resume with: {resume}"
+            )
         self.warn(f"{what}; step skipped ({run} in a row, {self.skipped} in total)")
         if run >= self.cfg.train.max_skips:
-            raise TrainingError(f"{run} consecutive non-finite {phase} steps (train.max_skips="
-                                f"{self.cfg.train.max_skips}){keep}; the run is diverging: lower the learning "
-                                f"rates, then resume with: {resume}")
+            raise TrainingError(
+                f"{run} consecutive non-finite {phase} steps (train.max_skips="
+                f"{self.cfg.train.max_skips}){keep}; the run is diverging: lower the learning "
+                f"rates, then resume with: {resume}"
+            )
 
     # -- main loop ------------------------------------------------------------------------------------
     def _log(self, record: dict, writer) -> None:
@@ -299,8 +340,10 @@ class Trainer:
                 signal.signal(sig, h)
         if preempted:
             name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
-            self.echo(f"stopped by {name} at step {self.step}; checkpoint saved. Resume with:\n"
-                      f"  scoremix train --out {self.run_dir} --resume latest")
+            self.echo(
+                f"stopped by {name} at step {self.step}; checkpoint saved. Resume with:\n"
+                f"  scoremix train --out {self.run_dir} --resume latest"
+            )
             self.monitor.close_tracker()
             return {"preempted": True, "step": self.step}
         result = self.monitor.finish(self.step, self.elapsed) if self.info.is_main else {}
@@ -313,20 +356,30 @@ class Trainer:
         t = self.cfg.train
         self.echo(f"run folder: {self.run_dir}")
         self.echo("parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.param_counts.items()))
-        self.echo(f"batch: global {self.cfg.data.batch_size} = {self.info.world_size} process(es) x "
-                  f"{self.accum_steps} accumulation step(s) x micro-batch {self.micro_batch}")
+        self.echo(
+            f"batch: global {self.cfg.data.batch_size} = {self.info.world_size} process(es) x "
+            f"{self.accum_steps} accumulation step(s) x micro-batch {self.micro_batch}"
+        )
         if self.info.is_main and self.step == 0:
             self.write_samples("init")
-        bar = Progress(t.progress, total=t.steps, initial=self.step, desc=self.cfg.name, every=t.progress_every,
-                       enabled=self.info.is_main)
+        bar = Progress(
+            t.progress,
+            total=t.steps,
+            initial=self.step,
+            desc=self.cfg.name,
+            every=t.progress_every,
+            enabled=self.info.is_main,
+        )
         window: dict[str, torch.Tensor] = {}
         window_n, window_start = 0, time.time()
         try:
             while self.step < t.steps:
                 if any_rank(self._stop_signal is not None, self.info, self.device):
                     name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal"
-                    self.echo(f"\n{name} received: saving a checkpoint at step {self.step} and stopping "
-                              "(send it again to exit at once)")
+                    self.echo(
+                        f"\n{name} received: saving a checkpoint at step {self.step} and stopping "
+                        "(send it again to exit at once)"
+                    )
                     return True
                 start = time.time()
                 x, labels = self.source.next_batch()
@@ -341,9 +394,13 @@ class Trainer:
                 if t.log_every and self.step % t.log_every == 0 or self.step == t.steps:
                     means = all_reduce_mean(window, self.info)
                     record = {"step": self.step, **{k: v / window_n for k, v in means.items()}}
-                    record.update({"it_per_s": window_n / max(1e-9, time.time() - window_start),
-                                   "skipped_total": self.skipped,
-                                   **{f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()}})
+                    record.update(
+                        {
+                            "it_per_s": window_n / max(1e-9, time.time() - window_start),
+                            "skipped_total": self.skipped,
+                            **{f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()},
+                        }
+                    )
                     for k in list(record):
                         if k.startswith("skipped_") and k != "skipped_total":
                             record[k] = record[k] * window_n
@@ -365,11 +422,12 @@ class Trainer:
         last = self.state.saved()
         keep = f"; the last checkpoint {last[-1]} is intact" if last else "; no checkpoint was written yet"
         where = f" '{err.filename}'" if err.filename else ""
-        return TrainingError(f"cannot write{where} at step {self.step} ({err.strerror or err}){keep}; free disk "
-                             f"space or fix the folder, then resume with: scoremix train --out {self.run_dir} "
-                             "--resume latest")
+        return TrainingError(
+            f"cannot write{where} at step {self.step} ({err.strerror or err}){keep}; free disk "
+            f"space or fix the folder, then resume with: scoremix train --out {self.run_dir} "
+            "--resume latest"
+        )
 
 
 def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
-

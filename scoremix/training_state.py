@@ -23,10 +23,17 @@ MIN_FREE_BYTES = 50 * 2**20
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-             "python_version": random.getstate()[0],
-             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "cached": float(np_state[4])}}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -49,8 +56,10 @@ def seed_everything(seed: int) -> None:
 
 # -- the run folder -----------------------------------------------------------------------------------
 def _unwritable(run_dir: str, err: OSError) -> TrainingError:
-    return TrainingError(f"cannot write to the output folder '{run_dir}' "
-                         f"({ckpt.folder_error(run_dir, err)}); pass --out to a writable folder")
+    return TrainingError(
+        f"cannot write to the output folder '{run_dir}' "
+        f"({ckpt.folder_error(run_dir, err)}); pass --out to a writable folder"
+    )
 
 
 def check_run_folder(run_dir: str) -> None:
@@ -91,8 +100,9 @@ def prepare_run_folder(run_dir: str, folders: list[str], config_yaml: str) -> No
     try:
         ckpt.atomic_write_bytes(os.path.join(run_dir, "config.yaml"), config_yaml.encode())
     except OSError as err:
-        raise TrainingError(f"cannot write '{run_dir}/config.yaml' ({err.strerror}); "
-                            "free disk space or pass --out to a writable folder") from None
+        raise TrainingError(
+            f"cannot write '{run_dir}/config.yaml' ({err.strerror}); free disk space or pass --out to a writable folder"
+        ) from None
 
 
 # -- the training state -------------------------------------------------------------------------------
@@ -104,8 +114,7 @@ class TrainingState:
     then prunes old states; `resume` restores the newest state that loads (or a named one) and cuts
     stats.jsonl back to the step it resumed at. Only the main process writes."""
 
-    def __init__(self, cfg, run_dir: str, info, method, ema, optimizers: dict, schedulers: dict, source,
-                 echo, warn):
+    def __init__(self, cfg, run_dir: str, info, method, ema, optimizers: dict, schedulers: dict, source, echo, warn):
         self.cfg, self.run_dir, self.info = cfg, run_dir, info
         self.folder = os.path.join(run_dir, "checkpoints")
         self.method, self.ema, self.source = method, ema, source
@@ -144,15 +153,24 @@ class TrainingState:
         try:
             ckpt.save_training_state(self.state_dict(), path)
             gen = self.method.networks[self.method.ema_network]
-            ckpt.save_generator(os.path.join(self.run_dir, self.method.weights_file), gen.state_dict(),
-                                self.ema.module.state_dict() if self.ema else None, self.cfg.to_dict(), self.step,
-                                data_shape=self.source.shape, num_classes=self.source.num_classes,
-                                kind=self.method.weights_kind)
+            ckpt.save_generator(
+                os.path.join(self.run_dir, self.method.weights_file),
+                gen.state_dict(),
+                self.ema.module.state_dict() if self.ema else None,
+                self.cfg.to_dict(),
+                self.step,
+                data_shape=self.source.shape,
+                num_classes=self.source.num_classes,
+                kind=self.method.weights_kind,
+            )
         except OSError as err:
-            keep = (f"; the previous checkpoint {previous[-1]} is intact" if previous
-                    else "; no earlier checkpoint exists")
-            raise TrainingError(f"could not write checkpoint {path} ({err.strerror or err}){keep}; free disk space, "
-                                f"then resume with: scoremix train --out {self.run_dir} --resume latest") from None
+            keep = (
+                f"; the previous checkpoint {previous[-1]} is intact" if previous else "; no earlier checkpoint exists"
+            )
+            raise TrainingError(
+                f"could not write checkpoint {path} ({err.strerror or err}){keep}; free disk space, "
+                f"then resume with: scoremix train --out {self.run_dir} --resume latest"
+            ) from None
         ckpt.prune_checkpoints(self.folder, self.cfg.train.keep_last, self.cfg.train.keep_every)
         return path
 
@@ -165,9 +183,11 @@ class TrainingState:
             if found is None:
                 if skipped:  # never silently restart a run whose checkpoints are all damaged
                     newest = skipped[0].split(": ", 1)[1].split("; ")[0]
-                    raise CheckpointError(f"none of the {len(skipped)} checkpoints in {self.folder} loads (newest: "
-                                          f"{newest}); restore one from a backup, or delete them to start the run "
-                                          "again from step 0")
+                    raise CheckpointError(
+                        f"none of the {len(skipped)} checkpoints in {self.folder} loads (newest: "
+                        f"{newest}); restore one from a backup, or delete them to start the run "
+                        "again from step 0"
+                    )
                 self.echo(f"no checkpoint in {self.folder}: starting from step 0")
                 self.truncate_stats(0)
                 return
@@ -179,8 +199,10 @@ class TrainingState:
             state = ckpt.load_training_state(path, map_location="cpu")
         missing = [k for k in REQUIRED_STATE_KEYS if k not in state]
         if missing:
-            raise CheckpointError(f"checkpoint '{path}' is not a complete training state (missing "
-                                  f"{', '.join(missing)}); resume from a state-*.pt written by `scoremix train`")
+            raise CheckpointError(
+                f"checkpoint '{path}' is not a complete training state (missing "
+                f"{', '.join(missing)}); resume from a state-*.pt written by `scoremix train`"
+            )
         self._load_weights(path, state)
         try:
             if self.info.world_size == 1:
@@ -190,9 +212,11 @@ class TrainingState:
                 seed_everything(self.cfg.train.seed * 1009 + 1 + self.info.rank + 7919 * state["step"])
                 self.source.load_state_dict(state["data"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise CheckpointError(f"checkpoint '{path}': its random-number or data-position state does not fit "
-                                  f"this run ({type(err).__name__}: {str(err)[:120]}); resume with the config "
-                                  "the run was started with") from None
+            raise CheckpointError(
+                f"checkpoint '{path}': its random-number or data-position state does not fit "
+                f"this run ({type(err).__name__}: {str(err)[:120]}); resume with the config "
+                "the run was started with"
+            ) from None
         self.step = int(state["step"])
         self.skipped = int(state["skipped"])
         self.elapsed = state.get("elapsed", 0.0)
@@ -212,8 +236,10 @@ class TrainingState:
                 self.schedulers[name].load_state_dict(state["schedulers"][name])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"checkpoint '{path}' does not match this config's networks ({first}); "
-                                  "resume with the config the run was started with") from None
+            raise CheckpointError(
+                f"checkpoint '{path}' does not match this config's networks ({first}); "
+                "resume with the config the run was started with"
+            ) from None
 
     def truncate_stats(self, step: int) -> None:
         """Drop log lines written after the checkpoint so stats.jsonl reads as one run; a line that a kill cut

@@ -22,8 +22,12 @@ MLP = ["generator.hidden=32", "generator.depth=2", "score.hidden=32", "score.dep
 
 
 def image_overrides(arch: str, conditional: bool) -> list[str]:
-    return ([f"generator.arch={arch}"] + [f"generator.{o}" for o in IMAGE_NETS] + TINY_SCORE
-            + [f"data.conditional={str(conditional).lower()}"])
+    return (
+        [f"generator.arch={arch}"]
+        + [f"generator.{o}" for o in IMAGE_NETS]
+        + TINY_SCORE
+        + [f"data.conditional={str(conditional).lower()}"]
+    )
 
 
 def points_file(folder: str, labelled: bool = False) -> str:
@@ -75,8 +79,9 @@ def make_run(folder: str, kind: str, seed: int = 0, step: int = 5) -> tuple[str,
     raw = {k: v.clone() for k, v in network.state_dict().items()}
     ema = {k: (v + 0.02 * torch.randn_like(v) if v.is_floating_point() else v.clone()) for k, v in raw.items()}
     name = "denoiser" if diffusion else "generator"
-    ckpt.save_generator(os.path.join(folder, f"{name}.safetensors"), raw, ema, cfg.to_dict(), step, shape, classes,
-                        kind=name)
+    ckpt.save_generator(
+        os.path.join(folder, f"{name}.safetensors"), raw, ema, cfg.to_dict(), step, shape, classes, kind=name
+    )
     if transform is not None:
         with open(os.path.join(folder, "data_transform.json"), "w") as fh:
             json.dump(transform, fh)

@@ -42,8 +42,12 @@ def run_overrides(steps: int = STEPS, **extra) -> list[str]:
 
 def _env() -> dict:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     return env
 
 
@@ -81,8 +85,9 @@ class TrainProcess:
             if newest >= step:
                 return newest
             if self.proc.poll() is not None:
-                raise RuntimeError(f"training exited ({self.proc.returncode}) before checkpoint {step}:\n"
-                                   f"{self.stderr[-2000:]}")
+                raise RuntimeError(
+                    f"training exited ({self.proc.returncode}) before checkpoint {step}:\n{self.stderr[-2000:]}"
+                )
             time.sleep(0.005)
         self.proc.kill()
         raise TimeoutError(f"no checkpoint {step} in {self.run_dir} after {timeout:.0f} s")
@@ -128,8 +133,13 @@ def resumed_step(stdout: str) -> int | None:
 def state_differences(a, b, where: str = "") -> list[str]:
     """Paths at which two nested training states differ (tensors compared bitwise, dtype and shape included)."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        same = (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
-                and a.shape == b.shape and torch.equal(a, b))
+        same = (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
         return [] if same else [where]
     if isinstance(a, dict) and isinstance(b, dict):
         if a.keys() != b.keys():
@@ -170,8 +180,9 @@ def finish_and_compare(resumed: "TrainProcess", reference: "TrainProcess") -> li
     return compare_runs(resumed.run_dir, reference.run_dir)
 
 
-def kill_resume_experiment(workdir: str, reference: TrainProcess, kills: int = 5, steps: int = STEPS,
-                           seed: int = 0) -> dict:
+def kill_resume_experiment(
+    workdir: str, reference: TrainProcess, kills: int = 5, steps: int = STEPS, seed: int = 0
+) -> dict:
     """SIGKILL a training process at `kills` random steps, resuming with --resume latest each time, then let
     the last one finish and compare it bitwise with the uninterrupted reference run."""
     rng = random.Random(seed)
@@ -194,8 +205,17 @@ def kill_resume_experiment(workdir: str, reference: TrainProcess, kills: int = 5
         if found is None:
             raise AssertionError(f"kill {i + 1}: no valid checkpoint left in {run}")
         resume_from = int(found[1]["step"])
-        records.append({"kill": i + 1, "target_step": target, "checkpoint_seen": seen, "exit_code": code,
-                        "step_reached": reached, "resumed_from": resume_from, "steps_lost": reached - resume_from})
+        records.append(
+            {
+                "kill": i + 1,
+                "target_step": target,
+                "checkpoint_seen": seen,
+                "exit_code": code,
+                "step_reached": reached,
+                "resumed_from": resume_from,
+                "steps_lost": reached - resume_from,
+            }
+        )
         start = resume_from
     last = TrainProcess(run, steps, resume=True, tag="final")
     diffs = finish_and_compare(last, reference)
@@ -207,8 +227,10 @@ def kill_resume_experiment(workdir: str, reference: TrainProcess, kills: int = 5
         "final_step": newest_checkpoint_step(run),
         "bitwise_equal": not diffs,
         "differences": diffs[:20],
-        "commands": {"start": "python " + " ".join(first_command[1:]),
-                     "resume": "python " + " ".join(last.command[1:])},
+        "commands": {
+            "start": "python " + " ".join(first_command[1:]),
+            "resume": "python " + " ".join(last.command[1:]),
+        },
     }
 
 
@@ -246,7 +268,7 @@ def damage(path: str, how: str) -> None:
         data = data[: len(data) // 2]
     elif how == "flip":
         mid = len(data) // 2
-        data[mid:mid + 16] = bytes(b ^ 0xFF for b in data[mid:mid + 16])
+        data[mid : mid + 16] = bytes(b ^ 0xFF for b in data[mid : mid + 16])
     elif how == "tail":
         data[-4096:] = bytes(min(4096, len(data)))
     else:
@@ -319,9 +341,12 @@ def evil_training_state(path: str, marker: str) -> None:
     buf = io.BytesIO()
     torch.save({"step": 1, "networks": CodeRunner(marker)}, buf)
     payload = buf.getvalue()
-    wrapper = {"format": ckpt.STATE_FORMAT, "version": ckpt.STATE_VERSION,
-               "sha256": hashlib.sha256(payload).hexdigest(),
-               "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    wrapper = {
+        "format": ckpt.STATE_FORMAT,
+        "version": ckpt.STATE_VERSION,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     torch.save(wrapper, path)
 
 
@@ -336,8 +361,9 @@ class Workspace:
         self.root = root
         os.makedirs(root, exist_ok=True)
         self.run = self.p("run")
-        code, _, err = run_cli(["train", "--config", "ring8", "--out", self.run,
-                                *tiny_overrides(steps=4, ckpt_every=2)])
+        code, _, err = run_cli(
+            ["train", "--config", "ring8", "--out", self.run, *tiny_overrides(steps=4, ckpt_every=2)]
+        )
         if code != 0:
             raise RuntimeError(f"workspace run failed: {err}")
         self.state = ckpt.list_checkpoints(os.path.join(self.run, "checkpoints"))[-1]
@@ -397,66 +423,139 @@ BAD_INPUTS: list[BadInput] = [
     BadInput("wrong type (bool)", _train("flip=perhaps"), "data.flip: expected true or false"),
     BadInput("out of range", _train("ema=1.5"), "train.ema is a decay in [0, 1)"),
     BadInput("batch size 0", _train("batch_size=0"), "data.batch_size must be >= 1, got 0"),
-    BadInput("conditional on 2-D data", _train("conditional=true"),
-             "data.conditional=true needs labelled images; data.source=ring8 has no labels"),
+    BadInput(
+        "conditional on 2-D data",
+        _train("conditional=true"),
+        "data.conditional=true needs labelled images; data.source=ring8 has no labels",
+    ),
     BadInput("unet on 2-D data", _train("score.arch=unet"), "score.arch=unet needs images; 2-D data uses arch=mlp"),
     BadInput("alpha sampler hitting 0", _train("gen_alpha=paper"), "can draw alpha=0"),
-    BadInput("unknown preset", lambda w: ["train", "--config", "ring9"], "unknown preset 'ring9'; did you mean 'ring8'?"),
+    BadInput(
+        "unknown preset", lambda w: ["train", "--config", "ring9"], "unknown preset 'ring9'; did you mean 'ring8'?"
+    ),
     BadInput("missing YAML", lambda w: ["train", "--config", w.p("missing.yaml")], "missing.yaml' does not exist"),
     BadInput("invalid YAML", lambda w: ["train", "--config", w.p("broken.yaml")], "broken.yaml' is not valid YAML"),
-    BadInput("YAML not a mapping", lambda w: ["train", "--config", w.p("list.yaml")], "must hold a mapping of sections"),
-    BadInput("YAML unknown section", lambda w: ["train", "--config", w.p("typo.yaml")],
-             "typo.yaml: unknown config key 'trian'"),
-    BadInput("missing dataset path", lambda w: _train("data.source=folder", f"data.path={w.p('nowhere')}",
-                                                      *IMAGE_NETS)(w), "nowhere' does not exist"),
-    BadInput("empty image folder", lambda w: _train("data.source=folder", f"data.path={w.p('empty')}",
-                                                    *IMAGE_NETS)(w), "no images found in"),
-    BadInput("unreadable image", lambda w: _train("data.source=folder", f"data.path={w.p('unreadable')}",
-                                                  *IMAGE_NETS)(w), "cannot read image"),
-    BadInput("mixed image sizes", lambda w: _train("data.source=folder", f"data.path={w.p('mixed')}",
-                                                   *IMAGE_NETS)(w), "images have different sizes"),
-    BadInput("npy with 2 channels", lambda w: _train("data.source=npz", f"data.path={w.p('two_channels.npy')}",
-                                                     *IMAGE_NETS)(w), "got (4, 2, 8, 8)"),
-    BadInput("npz label out of range", lambda w: _train("data.source=npz", f"data.path={w.p('bad_labels.npz')}",
-                                                        "conditional=true", *IMAGE_NETS)(w),
-             "label -1 in"),
-    BadInput("npz without images", lambda w: _train("data.source=npz", f"data.path={w.p('no_images.npz')}",
-                                                    *IMAGE_NETS)(w), "has no image array"),
-    BadInput("CIFAR-10 folder without batches", lambda w: _train("data.source=cifar10", f"data.path={w.p('empty')}",
-                                                                 *IMAGE_NETS)(w), "no CIFAR-10 batches in"),
+    BadInput(
+        "YAML not a mapping", lambda w: ["train", "--config", w.p("list.yaml")], "must hold a mapping of sections"
+    ),
+    BadInput(
+        "YAML unknown section",
+        lambda w: ["train", "--config", w.p("typo.yaml")],
+        "typo.yaml: unknown config key 'trian'",
+    ),
+    BadInput(
+        "missing dataset path",
+        lambda w: _train("data.source=folder", f"data.path={w.p('nowhere')}", *IMAGE_NETS)(w),
+        "nowhere' does not exist",
+    ),
+    BadInput(
+        "empty image folder",
+        lambda w: _train("data.source=folder", f"data.path={w.p('empty')}", *IMAGE_NETS)(w),
+        "no images found in",
+    ),
+    BadInput(
+        "unreadable image",
+        lambda w: _train("data.source=folder", f"data.path={w.p('unreadable')}", *IMAGE_NETS)(w),
+        "cannot read image",
+    ),
+    BadInput(
+        "mixed image sizes",
+        lambda w: _train("data.source=folder", f"data.path={w.p('mixed')}", *IMAGE_NETS)(w),
+        "images have different sizes",
+    ),
+    BadInput(
+        "npy with 2 channels",
+        lambda w: _train("data.source=npz", f"data.path={w.p('two_channels.npy')}", *IMAGE_NETS)(w),
+        "got (4, 2, 8, 8)",
+    ),
+    BadInput(
+        "npz label out of range",
+        lambda w: _train("data.source=npz", f"data.path={w.p('bad_labels.npz')}", "conditional=true", *IMAGE_NETS)(w),
+        "label -1 in",
+    ),
+    BadInput(
+        "npz without images",
+        lambda w: _train("data.source=npz", f"data.path={w.p('no_images.npz')}", *IMAGE_NETS)(w),
+        "has no image array",
+    ),
+    BadInput(
+        "CIFAR-10 folder without batches",
+        lambda w: _train("data.source=cifar10", f"data.path={w.p('empty')}", *IMAGE_NETS)(w),
+        "no CIFAR-10 batches in",
+    ),
     BadInput("checkpoint missing", lambda w: _train("--resume", w.p("missing.pt"))(w), "missing.pt' does not exist"),
     BadInput("checkpoint is a folder", lambda w: _train("--resume", w.p("empty"))(w), "is a folder"),
-    BadInput("checkpoint not a torch file", lambda w: _train("--resume", w.p("not_torch.pt"))(w),
-             "not_torch.pt' is unreadable or truncated"),
-    BadInput("checkpoint truncated", lambda w: _train("--resume", w.p("truncated.pt"))(w),
-             "truncated.pt' is unreadable or truncated"),
-    BadInput("checkpoint of another architecture", lambda w: ["train", "--out", w.run, "--resume", "latest",
-                                                              "score.hidden=48", "progress=false"],
-             "does not match this config's networks"),
-    BadInput("every checkpoint corrupt", lambda w: ["train", "--config", "ring8", "--out", w.all_corrupt,
-                                                    "--resume", "latest", "progress=false"],
-             "none of the 1 checkpoints"),
+    BadInput(
+        "checkpoint not a torch file",
+        lambda w: _train("--resume", w.p("not_torch.pt"))(w),
+        "not_torch.pt' is unreadable or truncated",
+    ),
+    BadInput(
+        "checkpoint truncated",
+        lambda w: _train("--resume", w.p("truncated.pt"))(w),
+        "truncated.pt' is unreadable or truncated",
+    ),
+    BadInput(
+        "checkpoint of another architecture",
+        lambda w: ["train", "--out", w.run, "--resume", "latest", "score.hidden=48", "progress=false"],
+        "does not match this config's networks",
+    ),
+    BadInput(
+        "every checkpoint corrupt",
+        lambda w: ["train", "--config", "ring8", "--out", w.all_corrupt, "--resume", "latest", "progress=false"],
+        "none of the 1 checkpoints",
+    ),
     BadInput("--resume latest without --out", lambda w: ["train", "--resume", "latest"], "needs --out"),
-    BadInput("unwritable output folder", lambda w: ["train", "--config", "ring8", "--out", w.p("a_file/run"),
-                                                    "progress=false"], "a_file' is a file, not a folder"),
-    BadInput("generator without metadata", lambda w: ["sample", "--checkpoint", w.p("plain.safetensors"),
-                                                      "--out", w.p("s.png")], "not a scoremix generator"),
-    BadInput("sample checkpoint missing", lambda w: ["sample", "--checkpoint", w.p("nothing"), "--out", w.p("s.png")],
-             "nothing' does not exist"),
-    BadInput("sample --out extension", lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.jpg")],
-             "must end in .png (picture) or .npz"),
-    BadInput("sample --class out of range", lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.png"),
-                                                       "--class", "3"], "--class 3 is out of range"),
-    BadInput("sample --n 0", lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.png"), "--n", "0"],
-             "--n must be at least 1"),
-    BadInput("sample bad --device", lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.png"),
-                                               "--device", "abacus"], "--device 'abacus' is not a device"),
-    BadInput("sample unwritable --out", lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("a_file/s.png")],
-             "a_file' is a file, not a folder"),
-    BadInput("eval too few samples", lambda w: ["eval", "--checkpoint", w.run, "--samples", "3"],
-             "--samples must be at least 10"),
-    BadInput("eval unwritable --json", lambda w: ["eval", "--checkpoint", w.run, "--json", w.p("a_file/m.json")],
-             "a_file' is a file, not a folder"),
+    BadInput(
+        "unwritable output folder",
+        lambda w: ["train", "--config", "ring8", "--out", w.p("a_file/run"), "progress=false"],
+        "a_file' is a file, not a folder",
+    ),
+    BadInput(
+        "generator without metadata",
+        lambda w: ["sample", "--checkpoint", w.p("plain.safetensors"), "--out", w.p("s.png")],
+        "not a scoremix generator",
+    ),
+    BadInput(
+        "sample checkpoint missing",
+        lambda w: ["sample", "--checkpoint", w.p("nothing"), "--out", w.p("s.png")],
+        "nothing' does not exist",
+    ),
+    BadInput(
+        "sample --out extension",
+        lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.jpg")],
+        "must end in .png (picture) or .npz",
+    ),
+    BadInput(
+        "sample --class out of range",
+        lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.png"), "--class", "3"],
+        "--class 3 is out of range",
+    ),
+    BadInput(
+        "sample --n 0",
+        lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.png"), "--n", "0"],
+        "--n must be at least 1",
+    ),
+    BadInput(
+        "sample bad --device",
+        lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("s.png"), "--device", "abacus"],
+        "--device 'abacus' is not a device",
+    ),
+    BadInput(
+        "sample unwritable --out",
+        lambda w: ["sample", "--checkpoint", w.run, "--out", w.p("a_file/s.png")],
+        "a_file' is a file, not a folder",
+    ),
+    BadInput(
+        "eval too few samples",
+        lambda w: ["eval", "--checkpoint", w.run, "--samples", "3"],
+        "--samples must be at least 10",
+    ),
+    BadInput(
+        "eval unwritable --json",
+        lambda w: ["eval", "--checkpoint", w.run, "--json", w.p("a_file/m.json")],
+        "a_file' is a file, not a folder",
+    ),
     BadInput("presets --show unknown", lambda w: ["presets", "--show", "nope"], "unknown preset 'nope'"),
 ]
 
@@ -466,6 +565,11 @@ def check_bad_input(case: BadInput, ws: Workspace) -> dict:
     traceback."""
     code, _, err = run_cli(case.argv(ws))
     lines = err.strip().splitlines()
-    ok = (code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and case.expect in lines[0]
-          and "Traceback" not in err)
+    ok = (
+        code == 2
+        and len(lines) == 1
+        and lines[0].startswith("error: ")
+        and case.expect in lines[0]
+        and "Traceback" not in err
+    )
     return {"name": case.name, "exit_code": code, "stderr": err.strip()[-600:], "expect": case.expect, "ok": ok}

@@ -18,8 +18,13 @@ import torch.multiprocessing as mp
 from tests.conftest import tiny_overrides
 
 STEPS = 4
-OVERRIDES = dict(steps=STEPS, gen_every=2, batch_size=32, ckpt_every=2, **{"train.batch_gpu": 8, "method.gan": True,
-                                                                            "eval.samples": 20, "ema": 0.9})
+OVERRIDES = dict(
+    steps=STEPS,
+    gen_every=2,
+    batch_size=32,
+    ckpt_every=2,
+    **{"train.batch_gpu": 8, "method.gan": True, "eval.samples": 20, "ema": 0.9},
+)
 
 
 def _free_port() -> int:
@@ -44,8 +49,9 @@ def _train(out: str, overrides: list, world: int = 1, rank: int = 0, resume: str
 
 
 def _worker(rank: int, world: int, port: int, out: str, overrides: list) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from scoremix.distributed import cleanup, init_distributed
 
@@ -95,13 +101,15 @@ def test_accumulated_gradient_is_the_mean_of_the_micro_batch_gradients(tiny_cfg,
     gradients computed one by one with the same seeds (any wrong scale or a missed micro-batch shows)."""
     from scoremix.trainer import Trainer
 
-    tr = Trainer(tiny_cfg(batch_size=16, gen_every=1, **{"train.batch_gpu": 4, "optim.grad_clip": 0}),
-                 str(tmp_path / "r"))
+    tr = Trainer(
+        tiny_cfg(batch_size=16, gen_every=1, **{"train.batch_gpu": 4, "optim.grad_clip": 0}), str(tmp_path / "r")
+    )
     batch = tr.source.next_batch()
     seen = {}
     for name, opt in tr.optimizers.items():
-        monkeypatch.setattr(opt, "step", lambda name=name: seen.setdefault(
-            name, [p.grad.clone() for p in tr.params[name]]))
+        monkeypatch.setattr(
+            opt, "step", lambda name=name: seen.setdefault(name, [p.grad.clone() for p in tr.params[name]])
+        )
     tr.train_step(batch)
     for phase in tr.method.plan(0):
         expected = None

@@ -22,10 +22,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_import_scoremix_is_light_and_names_the_api():
-    code = ("import sys, scoremix; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules)); "
-            "print(scoremix.__all__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": REPO}).stdout.splitlines()
+    code = (
+        "import sys, scoremix; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules)); "
+        "print(scoremix.__all__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": REPO}
+    ).stdout.splitlines()
     assert out[0] == "[]"  # neither torch nor numpy until a function is called
     assert {"load_sampler", "generate", "load_teacher"} <= set(eval(out[1]))
     for fn in (scoremix.load_sampler, scoremix.generate):
@@ -94,8 +97,12 @@ def test_load_sampler_takes_every_kind_of_path(tmp_path, tiny_cfg):
     Trainer(tiny_cfg(steps=4, ckpt_every=2), run).fit()
     z = torch.randn(20, 2)
     assert main(["export", run, "--format", "folder", "--out", str(tmp_path / "exported")]) == 0
-    paths = [run, os.path.join(run, "generator.safetensors"), os.path.join(run, "checkpoints", "state-0000004.pt"),
-             str(tmp_path / "exported")]
+    paths = [
+        run,
+        os.path.join(run, "generator.safetensors"),
+        os.path.join(run, "checkpoints", "state-0000004.pt"),
+        str(tmp_path / "exported"),
+    ]
     outputs = []
     for path in paths:
         sampler, meta = scoremix.load_sampler(path)

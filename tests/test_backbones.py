@@ -14,8 +14,16 @@ from scoremix.nets.embeddings import AlphaEmbedding
 from scoremix.precond import Denoiser
 
 RES = 16
-SMALL = dict(img_resolution=RES, in_channels=3, out_channels=3, model_channels=16, channel_mult=(1, 2),
-             num_blocks=1, attn_resolutions=(RES // 2,), dropout=0.0)
+SMALL = dict(
+    img_resolution=RES,
+    in_channels=3,
+    out_channels=3,
+    model_channels=16,
+    channel_mult=(1, 2),
+    num_blocks=1,
+    attn_resolutions=(RES // 2,),
+    dropout=0.0,
+)
 ARCHS = {"ddpmpp": DDPMpp, "adm": ADM}
 
 
@@ -51,10 +59,7 @@ def count(module: torch.nn.Module) -> int:
 # Sizes of the paper-scale networks (built on the meta device: nothing is allocated)
 
 
-@pytest.mark.parametrize("arch, kwargs, reported", [
-    ("ddpmpp", dict(), 56e6),
-    ("adm", dict(num_classes=1000), 296e6),
-])
+@pytest.mark.parametrize("arch, kwargs, reported", [("ddpmpp", dict(), 56e6), ("adm", dict(num_classes=1000), 296e6)])
 def test_full_size_parameter_count(arch, kwargs, reported):
     with torch.device("meta"):
         plain = ARCHS[arch](**kwargs)
@@ -74,18 +79,38 @@ def test_full_size_configs_match_edm_layout():
         ddpmpp, adm = DDPMpp(), ADM(num_classes=1000)
     assert ddpmpp.bottleneck_channels == 256 and adm.bottleneck_channels == 768
     keys = set(ddpmpp.state_dict())
-    for key in ["map_layer0.weight", "map_layer1.bias", "enc.32x32_conv.weight", "enc.32x32_block0.norm0.weight",
-                "enc.32x32_block0.affine.weight", "enc.32x32_block0.skip.weight", "enc.16x16_down.conv0.weight",
-                "enc.16x16_down.skip.resample_filter", "enc.16x16_block0.qkv.weight", "enc.16x16_block0.proj.bias",
-                "dec.8x8_in0.norm2.weight", "dec.8x8_in1.conv1.weight", "dec.16x16_up.conv0.resample_filter",
-                "dec.16x16_block4.qkv.weight", "dec.32x32_aux_norm.weight", "dec.32x32_aux_conv.bias"]:
+    for key in [
+        "map_layer0.weight",
+        "map_layer1.bias",
+        "enc.32x32_conv.weight",
+        "enc.32x32_block0.norm0.weight",
+        "enc.32x32_block0.affine.weight",
+        "enc.32x32_block0.skip.weight",
+        "enc.16x16_down.conv0.weight",
+        "enc.16x16_down.skip.resample_filter",
+        "enc.16x16_block0.qkv.weight",
+        "enc.16x16_block0.proj.bias",
+        "dec.8x8_in0.norm2.weight",
+        "dec.8x8_in1.conv1.weight",
+        "dec.16x16_up.conv0.resample_filter",
+        "dec.16x16_block4.qkv.weight",
+        "dec.32x32_aux_norm.weight",
+        "dec.32x32_aux_conv.bias",
+    ]:
         assert key in keys, key
     assert "dec.16x16_block3.qkv.weight" not in keys  # DDPM++ decoder attends only in the last block
     assert ddpmpp.enc["16x16_block0"].num_heads == 1
     keys = set(adm.state_dict())
-    for key in ["map_label.weight", "enc.64x64_conv.weight", "enc.32x32_down.skip.resample_filter",
-                "enc.32x32_block0.qkv.weight", "dec.8x8_in0.proj.weight", "dec.64x64_block3.conv1.weight",
-                "out_norm.weight", "out_conv.weight"]:
+    for key in [
+        "map_label.weight",
+        "enc.64x64_conv.weight",
+        "enc.32x32_down.skip.resample_filter",
+        "enc.32x32_block0.qkv.weight",
+        "dec.8x8_in0.proj.weight",
+        "dec.64x64_block3.conv1.weight",
+        "out_norm.weight",
+        "out_conv.weight",
+    ]:
         assert key in keys, key
     assert "map_label.bias" not in keys and "enc.32x32_down.skip.weight" not in keys
     assert "enc.64x64_block0.qkv.weight" not in keys  # no attention at 64x64
@@ -201,7 +226,8 @@ def test_channels_last_and_bf16_autocast(arch):
     with torch.no_grad():
         reference = net(x, c_noise, labels=labels, c_alpha=c_alpha)
         channels_last = net.to(memory_format=torch.channels_last)(
-            x.to(memory_format=torch.channels_last), c_noise, labels=labels, c_alpha=c_alpha)
+            x.to(memory_format=torch.channels_last), c_noise, labels=labels, c_alpha=c_alpha
+        )
         assert torch.allclose(channels_last, reference, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, feats = net(x, c_noise, labels=labels, c_alpha=c_alpha, return_bottleneck=True)
@@ -258,7 +284,7 @@ def test_attention_channel_layout():
     heads, head_dim, tokens = 2, 16, 16
     qkv = block.qkv(block.norm2(h)).reshape(2 * heads, head_dim, 3, tokens)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch*heads, head_dim, tokens)
-    weights = torch.softmax(torch.einsum("ncq,nck->nqk", q, k) / head_dim ** 0.5, dim=2)
+    weights = torch.softmax(torch.einsum("ncq,nck->nqk", q, k) / head_dim**0.5, dim=2)
     expected = torch.einsum("nqk,nck->ncq", weights, v).reshape(h.shape)
     assert torch.allclose(block._attend(h), expected, atol=1e-5)
 
@@ -268,10 +294,9 @@ def test_attention_channel_layout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch, kwargs, res, num_classes", [
-    ("ddpmpp", dict(), 32, 0),
-    ("adm", dict(num_classes=1000), 64, 1000),
-])
+@pytest.mark.parametrize(
+    "arch, kwargs, res, num_classes", [("ddpmpp", dict(), 32, 0), ("adm", dict(num_classes=1000), 64, 1000)]
+)
 def test_full_size_forward_backward_time(arch, kwargs, res, num_classes):
     torch.manual_seed(0)
     net = ARCHS[arch](alpha_input=True, **kwargs)

@@ -32,8 +32,16 @@ def test_cpu_time_is_the_childs_own(tmp_path):
 def test_child_runs_in_the_background_and_reports_its_exit_code(tmp_path):
     log = tmp_path / "child.log"
     log.write_text("an earlier attempt\n")
-    child = runner.Child([sys.executable, "-c", "import os, sys, time; time.sleep(0.5); "
-                          "print(os.environ['OMP_NUM_THREADS']); sys.exit(3)"], str(log), threads=3, fresh=True)
+    child = runner.Child(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time; time.sleep(0.5); print(os.environ['OMP_NUM_THREADS']); sys.exit(3)",
+        ],
+        str(log),
+        threads=3,
+        fresh=True,
+    )
     assert child.poll() is None  # still sleeping
     deadline = time.time() + 30
     while child.poll() is None and time.time() < deadline:
@@ -82,8 +90,10 @@ def test_results_file_keeps_the_other_measurements(tmp_path, monkeypatch):
     store.save("capacity", {"precision": 0.9})
     store.save("critic", {"runs": []})
     store.save("capacity", {"precision": 0.95})
-    assert json.loads((tmp_path / "limits.json").read_text()) == {"capacity": {"precision": 0.95},
-                                                                  "critic": {"runs": []}}
+    assert json.loads((tmp_path / "limits.json").read_text()) == {
+        "capacity": {"precision": 0.95},
+        "critic": {"runs": []},
+    }
 
 
 @pytest.fixture

@@ -27,10 +27,17 @@ def test_train_writes_the_run_folder(trained_run):
     metrics = json.load(open(os.path.join(trained_run, "metrics.json")))
     assert {"raw", "ema"} <= set(metrics) and metrics["step"] == 20
     for variant in ("raw", "ema"):
-        assert {"precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision",
-                "knn_recall"} <= set(metrics[variant])
-    lines = [json.loads(l) for l in open(os.path.join(trained_run, "stats.jsonl"))]
-    assert [l["step"] for l in lines] == [5, 10, 15, 20]
+        assert {
+            "precision",
+            "modes_covered",
+            "mode_kl",
+            "energy_distance",
+            "energy_floor",
+            "knn_precision",
+            "knn_recall",
+        } <= set(metrics[variant])
+    lines = [json.loads(row) for row in open(os.path.join(trained_run, "stats.jsonl"))]
+    assert [row["step"] for row in lines] == [5, 10, 15, 20]
     assert os.path.isfile(os.path.join(trained_run, "samples", "final.png"))
     assert os.path.isfile(os.path.join(trained_run, "samples", "step-0000010.png"))
 
@@ -39,8 +46,8 @@ def test_resume_latest_continues_the_step_count(trained_run, capsys):
     code = main(["train", "--out", trained_run, "--resume", "latest", "steps=30", "progress=false"])
     assert code == 0
     assert "resumed from" in capsys.readouterr().out
-    lines = [json.loads(l) for l in open(os.path.join(trained_run, "stats.jsonl"))]
-    assert [l["step"] for l in lines] == [5, 10, 15, 20, 25, 30]
+    lines = [json.loads(row) for row in open(os.path.join(trained_run, "stats.jsonl"))]
+    assert [row["step"] for row in lines] == [5, 10, 15, 20, 25, 30]
 
 
 def test_sample_png_and_npz(trained_run, tmp_path):
@@ -50,8 +57,23 @@ def test_sample_png_and_npz(trained_run, tmp_path):
     assert main(["sample", "--checkpoint", trained_run, "--n", "50", "--out", npz, "--raw", "--seed", "3"]) == 0
     x = np.load(npz)["x"]
     assert x.shape == (50, 2) and np.isfinite(x).all()
-    assert main(["sample", "--checkpoint", trained_run, "--n", "50", "--out", str(tmp_path / "t.npz"), "--raw",
-                 "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                trained_run,
+                "--n",
+                "50",
+                "--out",
+                str(tmp_path / "t.npz"),
+                "--raw",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(np.load(str(tmp_path / "t.npz"))["x"], x)  # seeded
 
 
@@ -71,13 +93,16 @@ def test_presets_and_dry_run(capsys):
     assert "steps: 77" in out and "# parameters: generator" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "stepz=3"], "did you mean 'steps'"),
-    (["train", "--config", "nope"], "unknown preset"),
-    (["sample", "--checkpoint", "/nonexistent/run", "--out", "x.png"], "does not exist"),
-    (["sample", "--checkpoint", "/tmp", "--out", "x.jpg"], "must end in .png"),
-    (["train", "--resume", "latest"], "needs --out"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "stepz=3"], "did you mean 'steps'"),
+        (["train", "--config", "nope"], "unknown preset"),
+        (["sample", "--checkpoint", "/nonexistent/run", "--out", "x.png"], "does not exist"),
+        (["sample", "--checkpoint", "/tmp", "--out", "x.jpg"], "must end in .png"),
+        (["train", "--resume", "latest"], "needs --out"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

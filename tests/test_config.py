@@ -26,23 +26,26 @@ def test_default_is_quickstart():
     assert load_config(None).name == "quickstart"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("stepz=5", "did you mean 'steps'"),
-    ("hidden=5", "ambiguous"),
-    ("steps=abc", "expected an integer"),
-    ("steps=0", "train.steps must be >= 1"),
-    ("ema=1.5", "train.ema"),
-    ("score_alpha=sometimes", "unknown alpha sampler"),
-    ("gen_alpha=paper", "alpha=0"),
-    ("weighting=foo", "method.weighting"),
-    ("precision=fp16", "fp32 or bf16"),
-    ("data.source=folder", "needs data.path"),
-    ("conditional=true", "has no labels"),
-    ("score.arch=unet", "needs images"),
-    ("gan=maybe", "expected true or false"),
-    ("noise.sigma_min=100", "sigma_min < sigma_max"),
-    ("steps", "is not key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stepz=5", "did you mean 'steps'"),
+        ("hidden=5", "ambiguous"),
+        ("steps=abc", "expected an integer"),
+        ("steps=0", "train.steps must be >= 1"),
+        ("ema=1.5", "train.ema"),
+        ("score_alpha=sometimes", "unknown alpha sampler"),
+        ("gen_alpha=paper", "alpha=0"),
+        ("weighting=foo", "method.weighting"),
+        ("precision=fp16", "fp32 or bf16"),
+        ("data.source=folder", "needs data.path"),
+        ("conditional=true", "has no labels"),
+        ("score.arch=unet", "needs images"),
+        ("gan=maybe", "expected true or false"),
+        ("noise.sigma_min=100", "sigma_min < sigma_max"),
+        ("steps", "is not key=value"),
+    ],
+)
 def test_bad_values_are_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("ring8", [override])

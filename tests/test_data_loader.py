@@ -25,7 +25,7 @@ def reference_batches(dataset, seed, batch, count, flip):
     stream = np.concatenate([np.random.default_rng([seed, e]).permutation(len(dataset)) for e in range(20)])
     out = []
     for k in range(count):
-        x, y = dataset.get(stream[k * batch:(k + 1) * batch])
+        x, y = dataset.get(stream[k * batch : (k + 1) * batch])
         if flip:
             mask = torch.rand(batch, generator=flips) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)

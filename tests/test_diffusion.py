@@ -71,7 +71,7 @@ def test_heun_on_a_gaussian_matches_the_exact_ode_flow():
     s = 0.5
     gaussian = GaussianMixture([[0.0]], [s])
     z = torch.randn(2000, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    exact = z * 80 * s / math.sqrt(s ** 2 + 80 ** 2)
+    exact = z * 80 * s / math.sqrt(s**2 + 80**2)
     err35 = (heun_sample(_exact(gaussian), z, 35) - exact).abs().mean()
     assert err35 < 0.01
 
@@ -125,7 +125,7 @@ def test_edm_loss_of_the_ideal_denoiser_is_one():
     class Ideal(torch.nn.Module):
         def forward(self, x, sigma, labels=None):
             s = sigma.reshape(-1, 1)
-            return x * sd ** 2 / (s ** 2 + sd ** 2)
+            return x * sd**2 / (s**2 + sd**2)
 
     method.train_networks["denoiser"] = Ideal()
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_edm_loss_of_the_ideal_denoiser_is_one():
     assert abs(float(loss) - 1.0) < 0.02
     sigma = torch.tensor([0.1, 1.0])
     per = denoising_loss(torch.zeros(2, 2), torch.ones(2, 2), sigma, sd)
-    assert torch.allclose(per, sigma ** -2 + sd ** -2)
+    assert torch.allclose(per, sigma**-2 + sd**-2)
 
 
 def test_one_edm_step_changes_only_the_denoiser_and_its_ema(tmp_path):
@@ -206,8 +206,11 @@ def test_diffusion_run_folder(edm_run):
 @pytest.mark.parametrize("which", ["folder", "safetensors", "state"])
 def test_saved_run_reloads_as_the_same_teacher(edm_run, which):
     out, trainer = edm_run
-    path = {"folder": out, "safetensors": f"{out}/denoiser.safetensors",
-            "state": f"{out}/checkpoints/state-0000012.pt"}[which]
+    path = {
+        "folder": out,
+        "safetensors": f"{out}/denoiser.safetensors",
+        "state": f"{out}/checkpoints/state-0000012.pt",
+    }[which]
     teacher = scoremix.load_teacher(path)
     x = torch.randn(64, 2)
     sigma = torch.exp(torch.randn(64))
@@ -300,9 +303,21 @@ def test_teacher_inspect(edm_run, smt_run, tmp_path, capsys):
 
 def test_image_diffusion_run_reloads(tmp_path):
     """A U-Net denoiser on 8x8 digits: saved, reloaded as a teacher, same outputs; Heun samples in range."""
-    cfg = load_config("digits-edm", ["steps=2", "score.channels=8", "batch_size=8", "eval.samples=20",
-                                     "eval.heun_steps=2", "progress=false", "sample_every=0", "ckpt_every=0",
-                                     "optim.lr_warmup=0", "log_every=1"])
+    cfg = load_config(
+        "digits-edm",
+        [
+            "steps=2",
+            "score.channels=8",
+            "batch_size=8",
+            "eval.samples=20",
+            "eval.heun_steps=2",
+            "progress=false",
+            "sample_every=0",
+            "ckpt_every=0",
+            "optim.lr_warmup=0",
+            "log_every=1",
+        ],
+    )
     trainer = Trainer(cfg, str(tmp_path / "run"))
     trainer.fit()
     teacher = scoremix.load_teacher(str(tmp_path / "run"))

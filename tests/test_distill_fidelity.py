@@ -21,26 +21,62 @@ from scoremix.noise import SigmaGrid
 from scoremix.precond import Denoiser
 from scoremix.teachers import freeze
 
-IMAGES = ["batch_size=4", "progress=false", "sample_every=0", "ckpt_every=0", "log_every=1", "optim.lr_warmup=0",
-          "eval.samples=20", "data.source=digits", "data.resolution=8", "head_hidden=8", "noise.generator_sigma=none",
-          "method.critic_warmup_steps=0"]
-TOY = ["generator.hidden=16", "score.hidden=16", "generator.depth=2", "score.depth=2",
-       "generator.fourier_features=0", "score.fourier_features=0", "head_hidden=8", "batch_size=8",
-       "method.warmup_steps=0", "method.critic_warmup_steps=0"]
+IMAGES = [
+    "batch_size=4",
+    "progress=false",
+    "sample_every=0",
+    "ckpt_every=0",
+    "log_every=1",
+    "optim.lr_warmup=0",
+    "eval.samples=20",
+    "data.source=digits",
+    "data.resolution=8",
+    "head_hidden=8",
+    "noise.generator_sigma=none",
+    "method.critic_warmup_steps=0",
+]
+TOY = [
+    "generator.hidden=16",
+    "score.hidden=16",
+    "generator.depth=2",
+    "score.depth=2",
+    "generator.fourier_features=0",
+    "score.fourier_features=0",
+    "head_hidden=8",
+    "batch_size=8",
+    "method.warmup_steps=0",
+    "method.critic_warmup_steps=0",
+]
 
 
 def unet_teacher(num_classes=0, dropout=0.0, label_dropout=0.0, seed=0):
     """A random 8x8 U-Net denoiser with the teacher contract's info, built with the given dropouts (the
     network settings a loader reports in info['net_config'])."""
-    net = NetConfig(arch="unet", channels=8, channel_mult=[1, 2], blocks=1, dropout=dropout,
-                    label_dropout=label_dropout)
+    net = NetConfig(
+        arch="unet", channels=8, channel_mult=[1, 2], blocks=1, dropout=dropout, label_dropout=label_dropout
+    )
     torch.manual_seed(seed)
     teacher = freeze(Denoiser(build_backbone(net, (1, 8, 8), num_classes), 0.5))
-    teacher.info = {"kind": "scoremix", "arch": "unet", "precond": "edm", "resolution": 8, "channels": 1,
-                    "num_classes": num_classes, "parameters": count_parameters(teacher), "sigma_data": 0.5,
-                    "data_shape": [1, 8, 8],
-                    "net_config": {"arch": "unet", "channels": 8, "channel_mult": [1, 2], "blocks": 1,
-                                   "attention": [], "dropout": dropout, "label_dropout": label_dropout}}
+    teacher.info = {
+        "kind": "scoremix",
+        "arch": "unet",
+        "precond": "edm",
+        "resolution": 8,
+        "channels": 1,
+        "num_classes": num_classes,
+        "parameters": count_parameters(teacher),
+        "sigma_data": 0.5,
+        "data_shape": [1, 8, 8],
+        "net_config": {
+            "arch": "unet",
+            "channels": 8,
+            "channel_mult": [1, 2],
+            "blocks": 1,
+            "attention": [],
+            "dropout": dropout,
+            "label_dropout": label_dropout,
+        },
+    }
     return teacher
 
 
@@ -89,8 +125,8 @@ def test_students_of_a_dropout_teacher_have_no_dropout_and_the_first_generator_d
     gen.zero_grad()
     loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in gen.parameters())
-    assert modes == [False]                                  # eval mode in the generator step...
-    assert m.networks["critic"].training                      # ...and train mode again afterwards
+    assert modes == [False]  # eval mode in the generator step...
+    assert m.networks["critic"].training  # ...and train mode again afterwards
 
 
 def test_generator_step_can_keep_the_critic_in_train_mode():
@@ -125,7 +161,7 @@ def test_mixture_loss_alone_trains_the_fake_encoder_only_with_joint_features(joi
     encoder = {k for k in grads if k.split(".")[1] in ("embed", "inp", "down", "mid1", "mid_attn", "mid2")}
     assert encoder and encoder != set(grads)
     if joint:
-        assert moved == encoder     # every encoder parameter, and nothing past the bottleneck
+        assert moved == encoder  # every encoder parameter, and nothing past the bottleneck
     else:
         assert moved == set()
 
@@ -152,8 +188,11 @@ def record_critic_calls(critic):
     """(x, sigma, with_logits) of every call of the DistillCritic."""
     calls = []
     critic.register_forward_pre_hook(
-        lambda mod, args, kwargs: calls.append((args[0].detach().clone(), args[1].detach().clone(),
-                                                kwargs.get("with_logits", False))), with_kwargs=True)
+        lambda mod, args, kwargs: calls.append(
+            (args[0].detach().clone(), args[1].detach().clone(), kwargs.get("with_logits", False))
+        ),
+        with_kwargs=True,
+    )
     return calls
 
 
@@ -204,7 +243,7 @@ def test_dmd2_gan_term_draws_fresh_sigmas_and_noise_as_dmd2_does():
     assert (sigma_gan != sigma_dm).float().mean() > 0.9
     eps_dm = (x_dm - x) / sigma_dm[:, None]
     eps_gan = (x_gan - x) / sigma_gan[:, None]
-    assert abs(float((eps_dm * eps_gan).mean())) < 0.15    # independent noise draws
+    assert abs(float((eps_dm * eps_gan).mean())) < 0.15  # independent noise draws
     assert float(eps_gan.std()) == pytest.approx(1.0, abs=0.1)
 
     spy.calls.clear()
@@ -219,42 +258,118 @@ def test_dmd2_gan_term_draws_fresh_sigmas_and_noise_as_dmd2_does():
 # --- 4. preset values ------------------------------------------------------------------------------------
 SMD_DMD_PRESETS = {
     # preset: {dotted config key: value}; add a row per new distillation preset
-    "ring8-smd": {"method.name": "smd", "method.teacher": "analytic", "method.score_alpha": "paper",
-                  "method.gen_alpha": "range:0.5,1", "method.gan": True, "method.gan_gen_weight": 0.1,
-                  "method.gan_disc_weight": 0.3, "method.gen_every": 2, "optim.lr_gen": 6e-4,
-                  "optim.lr_score": 1e-3, "data.batch_size": 256, "method.head": "small", "method.head_hidden": 64,
-                  "method.smd_joint_features": True, "method.teacher_dtype": "fp32"},
-    "ring8-dmd": {"method.name": "dmd", "method.teacher": "analytic", "method.score_alpha": "paper",
-                  "method.gen_alpha": "range:0.5,1", "method.gan": False, "method.gen_every": 2,
-                  "optim.lr_gen": 6e-4, "optim.lr_score": 1e-3, "data.batch_size": 256, "method.head": "small",
-                  "method.teacher_dtype": "fp32"},
-    "mnist-smd": {"method.name": "smd", "method.teacher": None, "method.score_alpha": "paper",
-                  "method.gen_alpha": "range:0.5,1", "method.gan": True, "method.gan_gen_weight": 3e-3,
-                  "method.gan_disc_weight": 1e-2, "method.gen_every": 5, "optim.lr_gen": 1e-4,
-                  "optim.lr_score": 1e-4, "data.batch_size": 32, "method.head": "small", "method.head_hidden": 64,
-                  "method.smd_joint_features": True, "method.teacher_dtype": "fp32",
-                  "noise.generator_sigma": 2.5},
-    "mnist-dmd": {"method.name": "dmd", "method.teacher": None, "method.score_alpha": "paper",
-                  "method.gen_alpha": "range:0.5,1", "method.gan": False, "method.gen_every": 5,
-                  "optim.lr_gen": 1e-4, "optim.lr_score": 1e-4, "data.batch_size": 32, "method.head": "small",
-                  "method.teacher_dtype": "fp32", "noise.generator_sigma": 2.5},
-    "cifar10-smd": {"method.name": "smd", "method.teacher": None, "method.score_alpha": "paper",
-                    "method.gen_alpha": "range:0.5,1", "method.gan": True, "method.gan_gen_weight": 3e-3,
-                    "method.gan_disc_weight": 1e-2, "method.gen_every": 5, "optim.lr_gen": 5e-5,
-                    "optim.lr_score": 5e-5, "data.batch_size": 280, "method.head": "paper",
-                    "method.smd_joint_features": True, "method.teacher_dtype": "fp32", "score.dropout": 0.0,
-                    "generator.dropout": 0.0, "train.precision": "bf16", "optim.grad_clip": 10.0},
-    "imagenet64-smd": {"method.name": "smd", "method.teacher": None, "method.score_alpha": "paper",
-                       "method.gen_alpha": "range:0.5,1", "method.gan": True, "method.gan_gen_weight": 3e-3,
-                       "method.gan_disc_weight": 1e-2, "method.gen_every": 5, "optim.lr_gen": 2e-6,
-                       "optim.lr_score": 2e-6, "data.batch_size": 280, "method.head": "paper",
-                       "method.smd_joint_features": True, "method.teacher_dtype": "bf16", "score.dropout": 0.0,
-                       "generator.dropout": 0.0, "data.conditional": True, "train.precision": "bf16"},
+    "ring8-smd": {
+        "method.name": "smd",
+        "method.teacher": "analytic",
+        "method.score_alpha": "paper",
+        "method.gen_alpha": "range:0.5,1",
+        "method.gan": True,
+        "method.gan_gen_weight": 0.1,
+        "method.gan_disc_weight": 0.3,
+        "method.gen_every": 2,
+        "optim.lr_gen": 6e-4,
+        "optim.lr_score": 1e-3,
+        "data.batch_size": 256,
+        "method.head": "small",
+        "method.head_hidden": 64,
+        "method.smd_joint_features": True,
+        "method.teacher_dtype": "fp32",
+    },
+    "ring8-dmd": {
+        "method.name": "dmd",
+        "method.teacher": "analytic",
+        "method.score_alpha": "paper",
+        "method.gen_alpha": "range:0.5,1",
+        "method.gan": False,
+        "method.gen_every": 2,
+        "optim.lr_gen": 6e-4,
+        "optim.lr_score": 1e-3,
+        "data.batch_size": 256,
+        "method.head": "small",
+        "method.teacher_dtype": "fp32",
+    },
+    "mnist-smd": {
+        "method.name": "smd",
+        "method.teacher": None,
+        "method.score_alpha": "paper",
+        "method.gen_alpha": "range:0.5,1",
+        "method.gan": True,
+        "method.gan_gen_weight": 3e-3,
+        "method.gan_disc_weight": 1e-2,
+        "method.gen_every": 5,
+        "optim.lr_gen": 1e-4,
+        "optim.lr_score": 1e-4,
+        "data.batch_size": 32,
+        "method.head": "small",
+        "method.head_hidden": 64,
+        "method.smd_joint_features": True,
+        "method.teacher_dtype": "fp32",
+        "noise.generator_sigma": 2.5,
+    },
+    "mnist-dmd": {
+        "method.name": "dmd",
+        "method.teacher": None,
+        "method.score_alpha": "paper",
+        "method.gen_alpha": "range:0.5,1",
+        "method.gan": False,
+        "method.gen_every": 5,
+        "optim.lr_gen": 1e-4,
+        "optim.lr_score": 1e-4,
+        "data.batch_size": 32,
+        "method.head": "small",
+        "method.teacher_dtype": "fp32",
+        "noise.generator_sigma": 2.5,
+    },
+    "cifar10-smd": {
+        "method.name": "smd",
+        "method.teacher": None,
+        "method.score_alpha": "paper",
+        "method.gen_alpha": "range:0.5,1",
+        "method.gan": True,
+        "method.gan_gen_weight": 3e-3,
+        "method.gan_disc_weight": 1e-2,
+        "method.gen_every": 5,
+        "optim.lr_gen": 5e-5,
+        "optim.lr_score": 5e-5,
+        "data.batch_size": 280,
+        "method.head": "paper",
+        "method.smd_joint_features": True,
+        "method.teacher_dtype": "fp32",
+        "score.dropout": 0.0,
+        "generator.dropout": 0.0,
+        "train.precision": "bf16",
+        "optim.grad_clip": 10.0,
+    },
+    "imagenet64-smd": {
+        "method.name": "smd",
+        "method.teacher": None,
+        "method.score_alpha": "paper",
+        "method.gen_alpha": "range:0.5,1",
+        "method.gan": True,
+        "method.gan_gen_weight": 3e-3,
+        "method.gan_disc_weight": 1e-2,
+        "method.gen_every": 5,
+        "optim.lr_gen": 2e-6,
+        "optim.lr_score": 2e-6,
+        "data.batch_size": 280,
+        "method.head": "paper",
+        "method.smd_joint_features": True,
+        "method.teacher_dtype": "bf16",
+        "score.dropout": 0.0,
+        "generator.dropout": 0.0,
+        "data.conditional": True,
+        "train.precision": "bf16",
+    },
 }
 # the MNIST quality ladder's students: mnist-smd / mnist-dmd's settings on the larger U-Net, with a holdout
 for _method in ("smd", "dmd"):
-    SMD_DMD_PRESETS[f"mnist-{_method}-base"] = {**SMD_DMD_PRESETS[f"mnist-{_method}"], "train.steps": 3000,
-                                                 "data.holdout": 500, "score.blocks": 2, "train.precision": "bf16"}
+    SMD_DMD_PRESETS[f"mnist-{_method}-base"] = {
+        **SMD_DMD_PRESETS[f"mnist-{_method}"],
+        "train.steps": 3000,
+        "data.holdout": 500,
+        "score.blocks": 2,
+        "train.precision": "bf16",
+    }
 
 
 def test_every_distillation_preset_has_a_row():
@@ -281,7 +396,8 @@ def test_distillation_preset_values(preset):
 # --- 5. class labels through generator, critic and teacher ------------------------------------------------
 def record_labels(module, calls, tag):
     module.register_forward_pre_hook(
-        lambda mod, args, kwargs: calls.append((tag, kwargs.get("labels"))), with_kwargs=True)
+        lambda mod, args, kwargs: calls.append((tag, kwargs.get("labels"))), with_kwargs=True
+    )
 
 
 @pytest.mark.parametrize("name", ["smd", "dmd"])
@@ -325,14 +441,18 @@ def paper_head_parameters(c: int) -> int:
 
 def test_paper_head_has_the_papers_size_on_imagenet64_adm_and_cifar10_ddpmpp():
     with torch.device("meta"):
-        adm = build_backbone(NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3,
-                                       attention=[32, 16, 8]), (3, 64, 64), 1000)
-        ddpmpp = build_backbone(NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4,
-                                          attention=[16]), (3, 32, 32), 0)
+        adm = build_backbone(
+            NetConfig(arch="adm", channels=192, channel_mult=[1, 2, 3, 4], blocks=3, attention=[32, 16, 8]),
+            (3, 64, 64),
+            1000,
+        )
+        ddpmpp = build_backbone(
+            NetConfig(arch="ddpmpp", channels=128, channel_mult=[2, 2, 2], blocks=4, attention=[16]), (3, 32, 32), 0
+        )
         adm_head, ddpmpp_head = build_head(adm, 64, "paper"), build_head(ddpmpp, 64, "paper")
         small = build_head(adm, 64, "small")
     assert adm.bottleneck_channels == 768 and ddpmpp.bottleneck_channels == 256
-    assert count_parameters(adm_head) == paper_head_parameters(768) == 18_879_745   # the paper's "18M"
+    assert count_parameters(adm_head) == paper_head_parameters(768) == 18_879_745  # the paper's "18M"
     assert count_parameters(ddpmpp_head) == paper_head_parameters(256) == 2_098_945
     assert count_parameters(adm_head) > 35 * count_parameters(small)
     groups = [m.num_groups for m in adm_head.modules() if isinstance(m, nn.GroupNorm)]
@@ -378,10 +498,13 @@ def test_paper_head_on_the_mnist_unet_trains_in_smd():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.networks["critic"].head.parameters())
 
 
-@pytest.mark.parametrize("overrides, match", [
-    (["method.head=big"], "method.head='big' is unknown"),
-    (["method.head=paper"], "vector data uses method.head=small"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["method.head=big"], "method.head='big' is unknown"),
+        (["method.head=paper"], "vector data uses method.head=small"),
+    ],
+)
 def test_head_key_is_validated(overrides, match):
     with pytest.raises(ConfigError, match=match) as err:
         load_config("ring8-smd", overrides)

@@ -14,8 +14,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, out: str, overrides: list) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from scoremix.cli import main
 
@@ -43,8 +44,9 @@ def test_ddp_two_processes_stay_in_sync(tmp_path):
 
 def _compare_worker(rank: int, world: int, port: int, folder: str) -> None:
     """Train a few steps, then every rank saves its weights so the test can compare them."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from scoremix.config_loader import load_config
     from scoremix.distributed import cleanup, init_distributed

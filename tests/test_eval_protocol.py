@@ -14,14 +14,33 @@ pytest.importorskip("scipy")
 from scoremix.cli import main  # noqa: E402
 from scoremix.config_loader import load_config  # noqa: E402
 from scoremix.errors import ConfigError  # noqa: E402
-from scoremix.eval_protocol import (generate_uint8, load_reference, metric_suffix, quantize_uint8,  # noqa: E402
-                                    sample_noise, save_reference)
+from scoremix.eval_protocol import (  # noqa: E402
+    generate_uint8,
+    load_reference,
+    metric_suffix,
+    quantize_uint8,
+    sample_noise,
+    save_reference,
+)
 from scoremix.metrics.image import feature_statistics  # noqa: E402
 from scoremix.nets.build import build_generator  # noqa: E402
 
-TINY_DIGITS = ["generator.channels=8", "score.channels=8", "generator.channel_mult=[1,2]", "score.channel_mult=[1,2]",
-               "batch_size=8", "progress=false", "sample_every=0", "log_every=1", "method.warmup_steps=1",
-               "optim.lr_warmup=0", "eval.samples=20", "steps=3", "ckpt_every=1", "keep_last=5"]
+TINY_DIGITS = [
+    "generator.channels=8",
+    "score.channels=8",
+    "generator.channel_mult=[1,2]",
+    "score.channel_mult=[1,2]",
+    "batch_size=8",
+    "progress=false",
+    "sample_every=0",
+    "log_every=1",
+    "method.warmup_steps=1",
+    "optim.lr_warmup=0",
+    "eval.samples=20",
+    "steps=3",
+    "ckpt_every=1",
+    "keep_last=5",
+]
 
 
 def test_quantisation_matches_edm_on_a_known_image():
@@ -53,8 +72,9 @@ def test_a_sample_does_not_depend_on_batch_size_or_count():
     other_seed = torch.cat([im for _, im, _ in generate_uint8(sampler, 10, (1, 8, 8), 10, seed=4, batch=7)])
     assert not torch.equal(other_seed, one)
     # seed 0: sample i is torch.randn from a generator seeded i (EDM's --seeds=0-...)
-    torch.testing.assert_close(sample_noise([5], (1, 8, 8), 0)[0],
-                               torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(
+        sample_noise([5], (1, 8, 8), 0)[0], torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(5))
+    )
 
 
 def test_metric_names_follow_n():
@@ -92,34 +112,101 @@ def digits_setup(tmp_path_factory):
     feat = str(root / "feat.safetensors")
     assert main(["features", "train", "--data", "digits", "--out", feat, "--epochs", "1"]) == 0
     ref = str(root / "ref.npz")
-    assert main(["eval", "stats", "--data", "digits", "--detector", feat, "--out", ref, "--features",
-                 "--no-progress"]) == 0
+    assert (
+        main(["eval", "stats", "--data", "digits", "--detector", feat, "--out", ref, "--features", "--no-progress"])
+        == 0
+    )
     return root, run, feat, ref
 
 
 def test_eval_stats_of_the_same_data_is_at_fd_zero_from_its_reference(digits_setup, tmp_path, capsys):
     root, run, feat, ref = digits_setup
     capsys.readouterr()
-    assert main(["eval", "stats", "--data", "digits", "--detector", feat, "--out", str(tmp_path / "again.npz"),
-                 "--ref", ref, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "stats",
+                "--data",
+                "digits",
+                "--detector",
+                feat,
+                "--out",
+                str(tmp_path / "again.npz"),
+                "--ref",
+                ref,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert abs(info["fd_to_ref"]["value"]) < 1e-6 and info["n"] == 1797
-    assert main(["eval", "stats", "--data", "digits", "--detector", feat, "--out", str(tmp_path / "half.npz"),
-                 "--ref", ref, "--limit", "900", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "stats",
+                "--data",
+                "digits",
+                "--detector",
+                feat,
+                "--out",
+                str(tmp_path / "half.npz"),
+                "--ref",
+                ref,
+                "--limit",
+                "900",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["fd_to_ref"]["value"] > 1e-3
 
 
 def test_eval_protocol_json_records_how_the_numbers_were_made(digits_setup, tmp_path):
     root, run, feat, ref = digits_setup
     out = str(tmp_path / "m.json")
-    assert main(["eval", "--checkpoint", run, "--metrics", "fid,kid,pr,is,classes", "--n", "120", "--ref", ref,
-                 "--detector", feat, "--batch", "50", "--json", out, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                run,
+                "--metrics",
+                "fid,kid,pr,is,classes",
+                "--n",
+                "120",
+                "--ref",
+                ref,
+                "--detector",
+                feat,
+                "--batch",
+                "50",
+                "--json",
+                out,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = json.load(open(out))
     assert result["n"] == 120 and result["step"] == 3 and result["labels"] == "i % 10"
     assert set(result["weights"]) == {"raw", "ema"}
     ema = result["weights"]["ema"]
-    assert {"fd120", "kd120", "kd120_std", "precision120", "recall120", "density120", "coverage120", "clf_is120",
-            "class_entropy120", "class_accuracy120"} <= set(ema)
+    assert {
+        "fd120",
+        "kd120",
+        "kd120_std",
+        "precision120",
+        "recall120",
+        "density120",
+        "coverage120",
+        "clf_is120",
+        "class_entropy120",
+        "class_accuracy120",
+    } <= set(ema)
     assert not any(k.startswith(("fid", "kid")) for k in ema)  # local features never give "fid"
     assert ema["fd120"] > 0 and 1 <= ema["clf_is120"] <= 10
     assert result["detector"]["sha256"] == load_reference(ref)["detector_sha256"]
@@ -127,8 +214,31 @@ def test_eval_protocol_json_records_how_the_numbers_were_made(digits_setup, tmp_
     assert result["wall_seconds"]["ema"] > 0 and result["seed"] == 0
     # the same call with another batch size gives the same numbers
     out2 = str(tmp_path / "m2.json")
-    assert main(["eval", "--checkpoint", run, "--metrics", "fid,kid,pr,is,classes", "--n", "120", "--ref", ref,
-                 "--detector", feat, "--batch", "7", "--weights", "ema", "--json", out2, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                run,
+                "--metrics",
+                "fid,kid,pr,is,classes",
+                "--n",
+                "120",
+                "--ref",
+                ref,
+                "--detector",
+                feat,
+                "--batch",
+                "7",
+                "--weights",
+                "ema",
+                "--json",
+                out2,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     again = json.load(open(out2))["weights"]["ema"]
     assert again.keys() == ema.keys()  # same images; the feature net's float32 sums may differ in the last bits
     assert all(again[k] == pytest.approx(v, rel=1e-6, abs=1e-9) for k, v in ema.items())
@@ -137,7 +247,10 @@ def test_eval_protocol_json_records_how_the_numbers_were_made(digits_setup, tmp_
 def test_eval_protocol_user_errors(digits_setup, tmp_path, capsys):
     root, run, feat, ref = digits_setup
     cases = [
-        (["--metrics", "fid", "--n", "20", "--ref", ref, "--detector", feat, "--steps", "4"], "applies to diffusion runs only"),
+        (
+            ["--metrics", "fid", "--n", "20", "--ref", ref, "--detector", feat, "--steps", "4"],
+            "applies to diffusion runs only",
+        ),
         (["--metrics", "fidd", "--n", "20", "--ref", ref, "--detector", feat], "unknown fidd"),
         (["--metrics", "fid", "--n", "20", "--detector", feat], "no reference"),
     ]
@@ -159,8 +272,24 @@ def test_eval_protocol_user_errors(digits_setup, tmp_path, capsys):
 
 def test_eval_over_a_runs_checkpoints_appends_once(digits_setup, capsys):
     root, run, feat, ref = digits_setup
-    argv = ["eval", "--run", run, "--every", "1", "--metrics", "fid", "--n", "40", "--ref", ref, "--detector", feat,
-            "--weights", "ema", "--no-progress"]
+    argv = [
+        "eval",
+        "--run",
+        run,
+        "--every",
+        "1",
+        "--metrics",
+        "fid",
+        "--n",
+        "40",
+        "--ref",
+        ref,
+        "--detector",
+        feat,
+        "--weights",
+        "ema",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2, 3] and all("fd40" in r["weights"]["ema"] for r in rows)

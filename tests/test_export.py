@@ -139,14 +139,21 @@ def test_onnx_raw_and_ema_weights_differ_and_match_their_samplers(tmp_path):
 def test_readme_three_lines_from_a_run_folder_to_onnx_runtime_samples(tmp_path):
     """The README's three lines: export a run, open it with ONNX Runtime, draw samples (in a fresh process)."""
     run, _ = make_run(str(tmp_path / "runs" / "digits"), "unet-cond")
-    script = ("import numpy as np, onnxruntime as ort\n"
-              "session = ort.InferenceSession('digits.onnx')\n"
-              "x = session.run(['samples'], {'noise': np.random.randn(16, 1, 8, 8).astype(np.float32),"
-              " 'labels': np.arange(16) % 10})[0]\n"
-              "np.save('x.npy', x)\n")
+    script = (
+        "import numpy as np, onnxruntime as ort\n"
+        "session = ort.InferenceSession('digits.onnx')\n"
+        "x = session.run(['samples'], {'noise': np.random.randn(16, 1, 8, 8).astype(np.float32),"
+        " 'labels': np.arange(16) % 10})[0]\n"
+        "np.save('x.npy', x)\n"
+    )
     env = {**os.environ, "PYTHONPATH": REPO}
-    subprocess.run([sys.executable, "-m", "scoremix", "export", "runs/digits", "--format", "onnx", "--out",
-                    "digits.onnx"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "scoremix", "export", "runs/digits", "--format", "onnx", "--out", "digits.onnx"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, check=True)
     x = np.load(tmp_path / "x.npy")
     assert x.shape == (16, 1, 8, 8) and x.dtype == np.float32 and np.isfinite(x).all() and x.std() > 0.05
@@ -197,8 +204,7 @@ def test_folder_export_of_a_trained_run_and_of_a_diffusion_run(tmp_path, tiny_cf
     from scoremix.trainer import Trainer
 
     Trainer(tiny_cfg(steps=3), str(tmp_path / "trained")).fit()
-    assert main(["export", str(tmp_path / "trained"), "--format", "folder", "--raw", "--out",
-                 str(tmp_path / "t")]) == 0
+    assert main(["export", str(tmp_path / "trained"), "--format", "folder", "--raw", "--out", str(tmp_path / "t")]) == 0
     z = torch.randn(50, 2)
     run_sampler, _ = scoremix.load_sampler(str(tmp_path / "trained"), weights="raw")
     folder_sampler, meta = scoremix.load_sampler(str(tmp_path / "t"), weights="raw")
@@ -255,13 +261,19 @@ def test_export_refusals(tmp_path, capsys):
     onnx_out, folder_out = str(out_dir / "g.onnx"), str(out_dir / "g")
     cases = [
         (["export", str(empty), "--out", onnx_out], "holds no generator.safetensors", onnx_out),
-        (["export", str(empty), "--format", "folder", "--out", folder_out], "holds no generator.safetensors",
-         folder_out),
+        (
+            ["export", str(empty), "--format", "folder", "--out", folder_out],
+            "holds no generator.safetensors",
+            folder_out,
+        ),
         (["export", str(tmp_path / "missing"), "--out", onnx_out], "does not exist", onnx_out),
         (["export", run, "--format", "tflite", "--out", onnx_out], "--format 'tflite' is unknown; use onnx", onnx_out),
         (["export", run, "--out", str(out_dir / "g.pt")], "must end in .onnx", str(out_dir / "g.pt")),
-        (["export", run, "--format", "folder", "--opset", "18", "--out", folder_out], "--opset applies to --format "
-         "onnx only", folder_out),
+        (
+            ["export", run, "--format", "folder", "--opset", "18", "--out", folder_out],
+            "--opset applies to --format onnx only",
+            folder_out,
+        ),
     ]
     for argv, message, out in cases:
         _assert_refused(argv, message, capsys, out, str(out_dir))
@@ -271,8 +283,10 @@ def test_export_refuses_paths_that_cannot_be_written(tmp_path, capsys):
     run, _ = make_run(str(tmp_path / "run"), "mlp")
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    for argv in (["export", run, "--out", str(blocker / "sub" / "g.onnx")],
-                 ["export", run, "--format", "folder", "--out", str(blocker / "g")]):
+    for argv in (
+        ["export", run, "--out", str(blocker / "sub" / "g.onnx")],
+        ["export", run, "--format", "folder", "--out", str(blocker / "g")],
+    ):
         assert main(argv) == 2
         assert "is a file, not a folder" in _one_error_line(capsys)
     assert blocker.read_text() == "not a folder"
@@ -293,9 +307,13 @@ def test_export_refuses_opsets_the_exporter_lacks(tmp_path, capsys):
     low, high = export_mod.opset_range()
     assert low == 18 and high >= 18
     for opset in (11, high + 1):
-        _assert_refused(["export", run, "--opset", str(opset), "--out", str(tmp_path / "g.onnx")],
-                        f"writes ONNX opsets {low} to {high}; pass --opset in that range", capsys,
-                        str(tmp_path / "g.onnx"), str(tmp_path))
+        _assert_refused(
+            ["export", run, "--opset", str(opset), "--out", str(tmp_path / "g.onnx")],
+            f"writes ONNX opsets {low} to {high}; pass --opset in that range",
+            capsys,
+            str(tmp_path / "g.onnx"),
+            str(tmp_path),
+        )
     assert main(["export", run, "--opset", str(high), "--out", str(tmp_path / "g.onnx")]) == 0
     import onnx
 
@@ -306,8 +324,13 @@ def test_export_refuses_opsets_the_exporter_lacks(tmp_path, capsys):
 def test_export_without_the_onnx_packages_names_the_extra(tmp_path, capsys, monkeypatch):
     run, _ = make_run(str(tmp_path / "run"), "mlp")
     monkeypatch.setattr(export_mod, "onnx_missing", lambda: ["onnxruntime"])
-    _assert_refused(["export", run, "--out", str(tmp_path / "g.onnx")], "pip install 'scoremix[export]'", capsys,
-                    str(tmp_path / "g.onnx"), str(tmp_path))
+    _assert_refused(
+        ["export", run, "--out", str(tmp_path / "g.onnx")],
+        "pip install 'scoremix[export]'",
+        capsys,
+        str(tmp_path / "g.onnx"),
+        str(tmp_path),
+    )
 
 
 @needs_onnx

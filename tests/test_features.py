@@ -30,8 +30,9 @@ class _NvidiaDetector(nn.Module):
         super().__init__()
         self.head = nn.Linear(3, 5)
 
-    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
-                no_output_bias: bool = False) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False, no_output_bias: bool = False
+    ) -> torch.Tensor:
         feats = img.to(torch.float32).mean(dim=(2, 3)) / 255.0
         if return_features:
             return feats

@@ -40,7 +40,7 @@ def ratio_features(x, sigma):
     s2 = sigma.reshape(-1, 1).to(F64) ** 2
     cols = []
     for std in (STD_P, STD_Q):
-        v = std ** 2 + s2
+        v = std**2 + s2
         cols += [x.pow(2).sum(1, keepdim=True) / v, x / v, 1 / v, v.log()]
     return torch.cat(cols, 1)
 
@@ -79,8 +79,15 @@ def fit_head(preset: str, **overrides) -> tuple[SMT, LinearHead]:
     critic.denoiser, critic.head = RatioFeatureCritic(), LinearHead()
     method.networks["generator"] = method.train_networks["generator"] = GaussianFake()
     x_real = P.sample(N_FIT, generator=torch.Generator().manual_seed(1))
-    opt = torch.optim.LBFGS(critic.head.parameters(), lr=1, max_iter=200, tolerance_grad=1e-9,
-                            tolerance_change=1e-11, history_size=50, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        critic.head.parameters(),
+        lr=1,
+        max_iter=200,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-11,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -112,15 +119,17 @@ def logit_error(method: SMT, head: LinearHead) -> tuple[float, float]:
     return err.mean().item(), err.abs().mean().item()
 
 
-@pytest.mark.parametrize("preset,score_alpha", [("ring8", None), ("grid25", None), ("mnist-smt", None),
-                                               ("ring8", "paper")])
+@pytest.mark.parametrize(
+    "preset,score_alpha", [("ring8", None), ("grid25", None), ("mnist-smt", None), ("ring8", "paper")]
+)
 def test_balanced_discriminator_learns_the_log_density_ratio(preset, score_alpha):
     """Under each preset's own samplers (score_alpha None), and under the paper's score sampler, where the
     form before issue 9 was biased."""
     overrides = {} if score_alpha is None else {"method.score_alpha": score_alpha}
     if preset == "mnist-smt":  # its sigma grid, on 2-D toy data
-        overrides.update({"data.source": "ring8", "generator.arch": "mlp", "score.arch": "mlp",
-                          "data.resolution": "none"})
+        overrides.update(
+            {"data.source": "ring8", "generator.arch": "mlp", "score.arch": "mlp", "data.resolution": "none"}
+        )
     method, head = fit_head(preset, **overrides)
     assert method.cfg.method.gan_disc_alpha == "half"
     bias, mae = logit_error(method, head)
@@ -155,5 +164,5 @@ def test_eq11_posterior_is_the_mixture_posterior_at_the_optimum():
         m = mixture_of(P, Q, a)
         posterior_real = m.posterior(x, sigma)[:, 0]  # P's single component comes first
         alpha = torch.full((64,), a, dtype=F64)
-        per_point = torch.stack([generator_gan_loss(l_star[i:i + 1], alpha[i:i + 1]) for i in range(64)])
+        per_point = torch.stack([generator_gan_loss(l_star[i : i + 1], alpha[i : i + 1]) for i in range(64)])
         torch.testing.assert_close(per_point, -posterior_real.log(), rtol=1e-12, atol=1e-12)

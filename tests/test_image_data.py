@@ -12,14 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scoremix.data import files
-from scoremix.data import images as im
-from scoremix.data.images import (
-    ImageDataset,
-    load_image_dataset,
-    save_image_grid,
-    tensor_to_uint8,
-)
+from scoremix.data import files, images as im
+from scoremix.data.images import ImageDataset, load_image_dataset, save_image_grid, tensor_to_uint8
 from scoremix.errors import DataError
 
 
@@ -177,14 +171,18 @@ def test_folder_errors(tmp_path):
     mixed = tmp_path / "mixed"
     save_png(str(mixed / "a.png"), rgb_image(4, 4, 0))
     save_png(str(mixed / "b.png"), rgb_image(8, 6, 0))
-    with pytest.raises(DataError, match=r"different sizes: '.*a\.png' is 4x4 but '.*b\.png' is 6x8.*data\.resolution=N"):
+    with pytest.raises(
+        DataError, match=r"different sizes: '.*a\.png' is 4x4 but '.*b\.png' is 6x8.*data\.resolution=N"
+    ):
         load_image_dataset("folder", str(mixed))
     assert load_image_dataset("folder", str(mixed), resolution=4).shape == (3, 4, 4)
 
     chans = tmp_path / "chans"
     save_png(str(chans / "a.png"), rgb_image(4, 4, 0))
     save_png(str(chans / "b.png"), np.zeros((4, 4), np.uint8))
-    with pytest.raises(DataError, match=r"different channel counts: .*'.*b\.png' is greyscale \(1 channel\).*data\.channels="):
+    with pytest.raises(
+        DataError, match=r"different channel counts: .*'.*b\.png' is greyscale \(1 channel\).*data\.channels="
+    ):
         load_image_dataset("folder", str(chans))
     ds = load_image_dataset("folder", str(chans), channels=3)
     x, _ = ds.get([1])
@@ -249,7 +247,9 @@ def test_npy_float_ranges(tmp_path):
     x, _ = load_image_dataset("npy", str(tmp_path / "s.npy")).get([0, 1])
     assert torch.equal(x, torch.as_tensor(sym).permute(0, 3, 1, 2))
     np.save(tmp_path / "big.npy", unit * 255)
-    with pytest.raises(DataError, match=r"float images must lie in \[0, 1\] or \[-1, 1\]; found values 0\.\.255: convert them to uint8"):
+    with pytest.raises(
+        DataError, match=r"float images must lie in \[0, 1\] or \[-1, 1\]; found values 0\.\.255: convert them to uint8"
+    ):
         load_image_dataset("npy", str(tmp_path / "big.npy"))
 
 
@@ -271,7 +271,10 @@ def test_npz_labels_and_compression(tmp_path):
 
 def test_npz_errors(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((4, 5, 6, 7), np.uint8))
-    with pytest.raises(DataError, match=r"expected images of shape \(N, H, W, C\) or \(N, C, H, W\) with C in \{1, 3\}.*got \(4, 5, 6, 7\)"):
+    with pytest.raises(
+        DataError,
+        match=r"expected images of shape \(N, H, W, C\) or \(N, C, H, W\) with C in \{1, 3\}.*got \(4, 5, 6, 7\)",
+    ):
         load_image_dataset("npy", str(tmp_path / "bad.npy"))
     np.save(tmp_path / "flat.npy", np.zeros((4, 12), np.uint8))
     with pytest.raises(DataError, match=r"expected images of shape.*got \(4, 12\)"):
@@ -308,7 +311,7 @@ def write_edm_zip(path, arrays, labels):
             buf = __import__("io").BytesIO()
             Image.fromarray(a).save(buf, format="PNG")
             zf.writestr(n, buf.getvalue())
-        meta = {"labels": None if labels is None else [[n, int(l)] for n, l in zip(names, labels)]}
+        meta = {"labels": None if labels is None else [[n, int(label)] for n, label in zip(names, labels)]}
         zf.writestr("dataset.json", json.dumps(meta))
     return names
 
@@ -381,8 +384,12 @@ def write_cifar(root, n=2, labels=None):
         rows = cifar_rows(n, k)
         lab = list(labels) if labels is not None else [(k + j) % 10 for j in range(n)]
         batches[name] = (rows, lab)
-        obj = {b"batch_label": b"training batch", b"labels": lab, b"data": rows,
-               b"filenames": [b"f%d.png" % j for j in range(n)]}
+        obj = {
+            b"batch_label": b"training batch",
+            b"labels": lab,
+            b"data": rows,
+            b"filenames": [b"f%d.png" % j for j in range(n)],
+        }
         with open(d / name, "wb") as f:
             pickle.dump(obj, f, protocol=2)
     with open(d / "batches.meta", "wb") as f:
@@ -452,7 +459,9 @@ def test_cifar10_refuses_malicious_pickle(tmp_path, monkeypatch):
         load_image_dataset("cifar10", str(d))
     assert not (tmp_path / "pwned_marker").exists()
     with open(d / "data_batch_3", "wb") as f:
-        pickle.dump({b"data": cifar_rows(2, 0), b"labels": [0, 1], b"x": __import__("collections").OrderedDict()}, f, protocol=4)
+        pickle.dump(
+            {b"data": cifar_rows(2, 0), b"labels": [0, 1], b"x": __import__("collections").OrderedDict()}, f, protocol=4
+        )
     with pytest.raises(DataError, match=r"disallowed objects \(collections\.OrderedDict\)"):
         load_image_dataset("cifar10", str(d))
 
@@ -522,7 +531,9 @@ def test_imagenet64(tmp_path):
 
 def test_imagenet64_errors(tmp_path):
     np.savez(tmp_path / "train_data_batch_1.npz", data=np.zeros((2, 12288), np.uint8), labels=[0, 5])
-    with pytest.raises(DataError, match=r"label 0 in '.*train_data_batch_1\.npz'.*out of range: labels must be 1\.\.1000"):
+    with pytest.raises(
+        DataError, match=r"label 0 in '.*train_data_batch_1\.npz'.*out of range: labels must be 1\.\.1000"
+    ):
         load_image_dataset("imagenet64", str(tmp_path))
     np.savez(tmp_path / "train_data_batch_1.npz", data=np.zeros((2, 1000), np.uint8), labels=[1, 5])
     with pytest.raises(DataError, match=r"expected 'data' uint8 of shape \(N, 3\*S\*S\)"):

@@ -7,8 +7,15 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from scoremix.metrics.image import (class_histogram_entropy, feature_statistics, frechet_distance,  # noqa: E402
-                                    inception_score, kernel_distance, mmd2_unbiased, precision_recall)
+from scoremix.metrics.image import (  # noqa: E402
+    class_histogram_entropy,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    mmd2_unbiased,
+    precision_recall,
+)
 
 
 def _random_spd(rng, d):
@@ -79,8 +86,9 @@ def test_kid_is_zero_in_expectation_on_identical_distributions_and_positive_othe
     mean, se = np.mean(values), np.std(values) / np.sqrt(len(values))
     assert abs(mean) < 3 * se
     assert min(values) < 0  # an unbiased estimator of 0 must go negative
-    shifted = kernel_distance(rng.standard_normal((400, d)), rng.standard_normal((400, d)) + 0.5, num_subsets=20,
-                              subset_size=100)
+    shifted = kernel_distance(
+        rng.standard_normal((400, d)), rng.standard_normal((400, d)) + 0.5, num_subsets=20, subset_size=100
+    )
     assert shifted[0] > 10 * shifted[1] / np.sqrt(20)
 
 
@@ -99,7 +107,9 @@ def test_inception_score_of_confident_balanced_predictions_is_the_class_count():
     assert inception_score(np.zeros((40, 10)), splits=2)[0] == pytest.approx(1.0, abs=1e-12)
     # two classes, p(y|x) in {(0.8, 0.2), (0.2, 0.8)}: IS = exp(0.8 ln 1.6 + 0.2 ln 0.4)
     two = np.log(np.array([[0.8, 0.2], [0.2, 0.8]] * 10))
-    assert inception_score(two, splits=1)[0] == pytest.approx(math.exp(0.8 * math.log(1.6) + 0.2 * math.log(0.4)), rel=1e-12)
+    assert inception_score(two, splits=1)[0] == pytest.approx(
+        math.exp(0.8 * math.log(1.6) + 0.2 * math.log(0.4)), rel=1e-12
+    )
 
 
 def test_precision_recall_density_coverage_on_constructed_sets():

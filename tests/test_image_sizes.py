@@ -23,14 +23,25 @@ def test_25x25_greyscale_npz_with_digits_smt_is_resized_and_trains(tmp_path):
     from scoremix.trainer import Trainer
 
     path = grey_npz(tmp_path / "g.npz")
-    cfg = load_config("digits-smt", ["data.source=npz", f"data.path={path}", "batch_size=4", "progress=false",
-                                     "sample_every=0", "ckpt_every=0", "method.warmup_steps=1"])
+    cfg = load_config(
+        "digits-smt",
+        [
+            "data.source=npz",
+            f"data.path={path}",
+            "batch_size=4",
+            "progress=false",
+            "sample_every=0",
+            "ckpt_every=0",
+            "method.warmup_steps=1",
+        ],
+    )
     said = []
     tr = Trainer(cfg, str(tmp_path / "run"), echo=said.append)
     assert tr.source.shape == (1, 26, 26)
     assert [s for s in said if s.startswith("notice:")] == [
         "notice: the images are 25x25 but the unet networks need sides divisible by 2; resizing them to 26x26 "
-        "(set data.resolution to choose the size)"]
+        "(set data.resolution to choose the size)"
+    ]
     for _ in range(2):  # the warm-up phase and the SMT phases both run
         stats = tr.train_step(tr.source.next_batch())
         tr.step += 1
@@ -43,11 +54,23 @@ def test_an_explicit_resolution_the_networks_cannot_take_is_refused(tmp_path):
     from scoremix.trainer import Trainer
 
     path = grey_npz(tmp_path / "g.npz", n=8)
-    cfg = load_config("digits-smt", ["data.source=npz", f"data.path={path}", "batch_size=4", "progress=false",
-                                     "data.resolution=25", "generator.channel_mult=[1,2,2]",
-                                     "score.channel_mult=[1,2,2]"])
-    with pytest.raises(ConfigError, match=r"^data.resolution=25: the unet networks need image sides divisible by 4; "
-                                          r"use data.resolution=24 or 28$"):
+    cfg = load_config(
+        "digits-smt",
+        [
+            "data.source=npz",
+            f"data.path={path}",
+            "batch_size=4",
+            "progress=false",
+            "data.resolution=25",
+            "generator.channel_mult=[1,2,2]",
+            "score.channel_mult=[1,2,2]",
+        ],
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^data.resolution=25: the unet networks need image sides divisible by 4; "
+        r"use data.resolution=24 or 28$",
+    ):
         Trainer(cfg, str(tmp_path / "run"))
 
 

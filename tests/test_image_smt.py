@@ -7,16 +7,40 @@ import torch
 from scoremix.config_loader import load_config
 from scoremix.trainer import Trainer
 
-SMALL = {"unet": ["generator.channels=8", "score.channels=8", "generator.channel_mult=[1,2]",
-                  "score.channel_mult=[1,2]"],
-         "ddpmpp": ["generator.arch=ddpmpp", "score.arch=ddpmpp", "generator.channels=8", "score.channels=8",
-                    "generator.channel_mult=[1,2]", "score.channel_mult=[1,2]", "generator.attention=[4]",
-                    "score.attention=[4]"],
-         "adm": ["generator.arch=adm", "score.arch=adm", "generator.channels=16", "score.channels=16",
-                 "generator.channel_mult=[1,2]", "score.channel_mult=[1,2]", "generator.attention=[4]",
-                 "score.attention=[4]"]}
-COMMON = ["batch_size=4", "progress=false", "sample_every=0", "ckpt_every=0", "log_every=1", "gen_every=2",
-          "method.warmup_steps=1", "optim.lr_warmup=0", "eval.samples=20"]
+SMALL = {
+    "unet": ["generator.channels=8", "score.channels=8", "generator.channel_mult=[1,2]", "score.channel_mult=[1,2]"],
+    "ddpmpp": [
+        "generator.arch=ddpmpp",
+        "score.arch=ddpmpp",
+        "generator.channels=8",
+        "score.channels=8",
+        "generator.channel_mult=[1,2]",
+        "score.channel_mult=[1,2]",
+        "generator.attention=[4]",
+        "score.attention=[4]",
+    ],
+    "adm": [
+        "generator.arch=adm",
+        "score.arch=adm",
+        "generator.channels=16",
+        "score.channels=16",
+        "generator.channel_mult=[1,2]",
+        "score.channel_mult=[1,2]",
+        "generator.attention=[4]",
+        "score.attention=[4]",
+    ],
+}
+COMMON = [
+    "batch_size=4",
+    "progress=false",
+    "sample_every=0",
+    "ckpt_every=0",
+    "log_every=1",
+    "gen_every=2",
+    "method.warmup_steps=1",
+    "optim.lr_warmup=0",
+    "eval.samples=20",
+]
 
 
 @pytest.mark.parametrize("arch", list(SMALL))
@@ -41,9 +65,23 @@ def test_few_smt_steps_on_digits(arch, tmp_path):
 @pytest.mark.parametrize("preset", ["mnist-smt", "mnist-smt-cond"])
 def test_mnist_presets_run_their_three_phases_at_28x28(preset, tmp_path):
     """The CPU MNIST recipe: warm-up at the generator's sigma 2.5, critic-only iterations, then SMT."""
-    cfg = load_config(preset, SMALL["unet"] + [
-        "batch_size=4", "progress=false", "sample_every=0", "ckpt_every=0", "log_every=1", "eval.samples=20",
-        "optim.lr_warmup=0", "method.warmup_steps=2", "method.critic_warmup_steps=2", "gen_every=3", "steps=6"])
+    cfg = load_config(
+        preset,
+        SMALL["unet"]
+        + [
+            "batch_size=4",
+            "progress=false",
+            "sample_every=0",
+            "ckpt_every=0",
+            "log_every=1",
+            "eval.samples=20",
+            "optim.lr_warmup=0",
+            "method.warmup_steps=2",
+            "method.critic_warmup_steps=2",
+            "gen_every=3",
+            "steps=6",
+        ],
+    )
     assert (cfg.noise.generator_sigma, cfg.method.warmup_sigma) == (2.5, "generator")
     tr = Trainer(cfg, str(tmp_path / preset))
     assert tr.source.shape == (1, 28, 28) and tr.source.num_classes == (10 if preset.endswith("cond") else 0)
@@ -61,8 +99,10 @@ def test_full_run_on_an_npz_folder_writes_image_grids(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "imgs.npz"
     np.savez(path, x=rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 5, 40))
-    cfg = load_config("digits-smt", SMALL["unet"] + COMMON + [
-        "data.source=npz", f"data.path={path}", "conditional=true", "flip=true", "steps=3"])
+    cfg = load_config(
+        "digits-smt",
+        SMALL["unet"] + COMMON + ["data.source=npz", f"data.path={path}", "conditional=true", "flip=true", "steps=3"],
+    )
     tr = Trainer(cfg, str(tmp_path / "run"))
     assert tr.source.shape == (3, 16, 16) and tr.source.num_classes == 5
     result = tr.fit()
@@ -86,9 +126,20 @@ def test_one_full_size_iteration_on_cpu(preset, tmp_path):
     if classes:
         arrays["y"] = rng.integers(0, classes, 4)
     np.savez(path, **arrays)
-    cfg = load_config(preset, ["data.source=npz", f"data.path={path}", "batch_size=2", "method.warmup_steps=0",
-                               "method.critic_warmup_steps=0",
-                               "progress=false", "device=cpu", "precision=fp32", "channels_last=false"])
+    cfg = load_config(
+        preset,
+        [
+            "data.source=npz",
+            f"data.path={path}",
+            "batch_size=2",
+            "method.warmup_steps=0",
+            "method.critic_warmup_steps=0",
+            "progress=false",
+            "device=cpu",
+            "precision=fp32",
+            "channels_last=false",
+        ],
+    )
     tr = Trainer(cfg, str(tmp_path / "run"))
     start = time.time()
     stats = tr.train_step(tr.source.next_batch())

@@ -20,8 +20,13 @@ from scoremix.noise import SigmaGrid, karras_sigmas
 from scoremix.objectives.diffusion import denoising_loss
 from scoremix.objectives.dmd import dmd_generator_direction
 from scoremix.objectives.gan import discriminator_loss, generator_gan_loss
-from scoremix.objectives.smt import (alpha_jsd_direction, generator_direction, mixture_denoisers,
-                                     mixture_denoising_loss, surrogate_loss)
+from scoremix.objectives.smt import (
+    alpha_jsd_direction,
+    generator_direction,
+    mixture_denoisers,
+    mixture_denoising_loss,
+    surrogate_loss,
+)
 from scoremix.precond import Denoiser, edm_coefficients, edm_loss_weight, score_from_denoiser
 
 F64 = torch.float64
@@ -37,7 +42,7 @@ def gauss_hermite(n: int):
 
 def gaussian_kl(m1, s1, m2, s2):
     """KL(N(m1, s1^2) || N(m2, s2^2))."""
-    return math.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5
+    return math.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
 
 
 def assert_frequency(hits: torch.Tensor, p: float, k: float = 4.0):
@@ -86,8 +91,9 @@ class TestAnalyticReference:
         assert torch.allclose(P1.convolve(0.7).log_prob(x), P1.log_prob(x, 0.7), rtol=0, atol=1e-13)
         dirac = GaussianMixture([[0.0], [2.0]], 0.0)
         # a mixture of point masses smoothed by sigma is a Gaussian mixture with std sigma
-        assert torch.allclose(dirac.log_prob(x, 0.5), GaussianMixture([[0.0], [2.0]], 0.5).log_prob(x),
-                              rtol=0, atol=1e-13)
+        assert torch.allclose(
+            dirac.log_prob(x, 0.5), GaussianMixture([[0.0], [2.0]], 0.5).log_prob(x), rtol=0, atol=1e-13
+        )
         with pytest.raises(ValueError):
             dirac.log_prob(x)
         with pytest.raises(ValueError):
@@ -124,10 +130,10 @@ class TestAnalyticReference:
         x = P1.sample(n, gen)[:, 0]
         assert x.dtype == F64 and x.shape == (n,)
         mu = float(P1.mean()[0])
-        second = float((P1.weights * (P1.means[:, 0] ** 2 + P1.stds ** 2)).sum())
-        var = second - mu ** 2
+        second = float((P1.weights * (P1.means[:, 0] ** 2 + P1.stds**2)).sum())
+        var = second - mu**2
         assert_mean(x, mu, var)
-        assert_mean(x ** 2, second, float(x.pow(2).var()))
+        assert_mean(x**2, second, float(x.pow(2).var()))
         again = P1.sample(n, torch.Generator().manual_seed(1))[:, 0]
         assert torch.equal(x, again)
 
@@ -137,8 +143,10 @@ class TestAnalyticReference:
             m = mixture_of(P1, Q1, a)
             for sigma in [0.1, 1.3]:
                 lp, lq = P1.log_prob(x, sigma), Q1.log_prob(x, sigma)
-                expect = torch.logaddexp(lp + math.log(a) if a > 0 else torch.full_like(lp, -math.inf),
-                                         lq + math.log1p(-a) if a < 1 else torch.full_like(lq, -math.inf))
+                expect = torch.logaddexp(
+                    lp + math.log(a) if a > 0 else torch.full_like(lp, -math.inf),
+                    lq + math.log1p(-a) if a < 1 else torch.full_like(lq, -math.inf),
+                )
                 assert torch.allclose(m.log_prob(x, sigma), expect, rtol=0, atol=1e-13)
                 # the mixture's posterior mean is the posterior-weighted posterior means
                 post_p = torch.exp(lp + (math.log(a) if a > 0 else -math.inf) - m.log_prob(x, sigma))[:, None]
@@ -178,11 +186,15 @@ class RecordingBackbone(nn.Module):
 
     def forward(self, x_in, c_noise, labels=None, c_alpha=None, return_bottleneck=False):
         shape = (-1,) + (1,) * (x_in.ndim - 1)
-        out = torch.sin(3 * x_in) + c_noise.reshape(shape) * x_in ** 2
+        out = torch.sin(3 * x_in) + c_noise.reshape(shape) * x_in**2
         if c_alpha is not None:
             out = out + c_alpha.reshape(shape)
-        self.seen = dict(x_in=x_in.detach().clone(), c_noise=c_noise.detach().clone(),
-                         c_alpha=None if c_alpha is None else c_alpha.detach().clone(), F=out.detach().clone())
+        self.seen = dict(
+            x_in=x_in.detach().clone(),
+            c_noise=c_noise.detach().clone(),
+            c_alpha=None if c_alpha is None else c_alpha.detach().clone(),
+            F=out.detach().clone(),
+        )
         feats = x_in.flatten(1).sum(1, keepdim=True)
         return (out, feats) if return_bottleneck else out
 
@@ -192,17 +204,15 @@ class TestPreconditioning:
         sigma = torch.tensor([0.002, 0.1, 0.5, 3.0, 80.0], dtype=F64)
         c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, SIGMA_DATA)
         for i, s in enumerate(sigma.tolist()):
-            v = s * s + SIGMA_DATA ** 2
-            assert math.isclose(c_skip[i].item(), SIGMA_DATA ** 2 / v, rel_tol=1e-15)
+            v = s * s + SIGMA_DATA**2
+            assert math.isclose(c_skip[i].item(), SIGMA_DATA**2 / v, rel_tol=1e-15)
             assert math.isclose(c_out[i].item(), s * SIGMA_DATA / math.sqrt(v), rel_tol=1e-15)
             assert math.isclose(c_in[i].item(), 1 / math.sqrt(v), rel_tol=1e-15)
             assert math.isclose(c_noise[i].item(), math.log(s) / 4, rel_tol=1e-15)
-            assert math.isclose(edm_loss_weight(sigma[i], SIGMA_DATA).item(), s ** -2 + SIGMA_DATA ** -2,
-                                rel_tol=1e-15)
+            assert math.isclose(edm_loss_weight(sigma[i], SIGMA_DATA).item(), s**-2 + SIGMA_DATA**-2, rel_tol=1e-15)
         # EDM's identities: c_skip + c_out^2 / sigma_d^2 = 1 and lambda * c_out^2 = 1
-        assert torch.allclose(c_skip + c_out ** 2 / SIGMA_DATA ** 2, torch.ones_like(sigma), rtol=0, atol=1e-15)
-        assert torch.allclose(edm_loss_weight(sigma, SIGMA_DATA) * c_out ** 2, torch.ones_like(sigma),
-                              rtol=1e-14, atol=0)
+        assert torch.allclose(c_skip + c_out**2 / SIGMA_DATA**2, torch.ones_like(sigma), rtol=0, atol=1e-15)
+        assert torch.allclose(edm_loss_weight(sigma, SIGMA_DATA) * c_out**2, torch.ones_like(sigma), rtol=1e-14, atol=0)
 
     @pytest.mark.parametrize("alpha_input", [False, True])
     def test_wrapper_round_trip(self, alpha_input):
@@ -302,7 +312,7 @@ class TestKarrasGrid:
 
 # ======================================================================= c. alpha samplers
 N_ALPHA = 200_000
-UNIFORM_GRID_VAR = (1000 ** 2 - 1) / 12 / 1000 ** 2  # variance of uniform on {1..1000}/1000
+UNIFORM_GRID_VAR = (1000**2 - 1) / 12 / 1000**2  # variance of uniform on {1..1000}/1000
 
 
 def draw(spec, seed=0, n=N_ALPHA):
@@ -344,7 +354,7 @@ class TestAlphaSamplers:
         a0 = draw("uniform0", seed=3)
         assert on_grid(a0)
         assert_frequency(a0 == 0, 1 / 1001)
-        assert_mean(a0, 0.5, (1001 ** 2 - 1) / 12 / 1000 ** 2)
+        assert_mean(a0, 0.5, (1001**2 - 1) / 12 / 1000**2)
 
     def test_range_constant_beta_endpoints(self):
         a = draw("range:0.5,1", seed=4)
@@ -354,18 +364,35 @@ class TestAlphaSamplers:
         c = draw("constant:0.3", seed=5, n=100)
         assert torch.allclose(c, torch.full((100,), 0.3, dtype=F64), atol=1e-7, rtol=0)
         b = draw("beta:2,5", seed=6)
-        mean, var = 2 / 7, 2 * 5 / (7 ** 2 * 8)
+        mean, var = 2 / 7, 2 * 5 / (7**2 * 8)
         assert b.min() > 0 and b.max() < 1
         assert_mean(b, mean, var)
         fourth = float(((b - mean) ** 4).mean())
-        assert abs(float(b.var()) - var) <= 4 * math.sqrt((fourth - var ** 2) / b.numel())
+        assert abs(float(b.var()) - var) <= 4 * math.sqrt((fourth - var**2) / b.numel())
         e = draw("endpoints", seed=7)
         assert set(e.unique().tolist()) == {0.0, 1.0}
         assert_frequency(e == 1, 0.5)
 
-    @pytest.mark.parametrize("spec", ["", "foo", "paper:1", "code:x", "uniform:2", "endpoints:1", "range:0.5",
-                                      "range:1,0.5", "range:a,b", "range:-0.1,0.5", "constant:1.5",
-                                      "constant:", "beta:0,1", "beta:2,-1", "beta:1"])
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            "",
+            "foo",
+            "paper:1",
+            "code:x",
+            "uniform:2",
+            "endpoints:1",
+            "range:0.5",
+            "range:1,0.5",
+            "range:a,b",
+            "range:-0.1,0.5",
+            "constant:1.5",
+            "constant:",
+            "beta:0,1",
+            "beta:2,-1",
+            "beta:1",
+        ],
+    )
     def test_bad_specs(self, spec):
         with pytest.raises(ConfigError):
             make_alpha_sampler(spec)
@@ -385,10 +412,10 @@ def joint_nodes(mix: GaussianMixture, sigma: float, n_t: int = 320, n_c: int = 6
     xs, xts, ws = [], [], []
     for k in range(mix.num_components):
         mu, s2, w = mix.means[k, 0], mix.stds[k] ** 2, mix.weights[k]
-        v = s2 + sigma ** 2
+        v = s2 + sigma**2
         xt = mu + v.sqrt() * u  # (n_t,)
         cond_mean = mu + s2 / v * (xt - mu)
-        cond_std = (s2 * sigma ** 2 / v).sqrt()
+        cond_std = (s2 * sigma**2 / v).sqrt()
         x = cond_mean[:, None] + cond_std * c[None, :]
         xs.append(x.reshape(-1))
         xts.append(xt[:, None].expand(-1, n_c).reshape(-1))
@@ -428,8 +455,12 @@ class Eq8:
         return g
 
 
-DIRECTIONS = {"one": lambda x: torch.ones_like(x), "x": lambda x: x, "sin": lambda x: torch.sin(2 * x),
-              "bump": lambda x: torch.exp(-(x - 0.5) ** 2)}
+DIRECTIONS = {
+    "one": lambda x: torch.ones_like(x),
+    "x": lambda x: x,
+    "sin": lambda x: torch.sin(2 * x),
+    "bump": lambda x: torch.exp(-((x - 0.5) ** 2)),
+}
 
 
 class TestEq8Minimiser:
@@ -438,7 +469,7 @@ class TestEq8Minimiser:
     @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
     def test_analytic_mixture_denoiser_is_stationary_and_minimal(self, alpha):
         sigma = self.SIGMA
-        lam = SIGMA_DATA ** -2 + sigma ** -2
+        lam = SIGMA_DATA**-2 + sigma**-2
         eq8 = Eq8(P1, Q1, alpha, sigma)
         m = mixture_of(P1, Q1, alpha)
         d_star = lambda x: m.denoiser(x, sigma)  # noqa: E731
@@ -460,7 +491,7 @@ class TestEq8Minimiser:
             for eps in [0.05, -0.05]:
                 gap = eq8.loss(lambda x: d_star(x) + eps * h(x)) - l_star
                 assert gap > 0
-                assert abs(float(gap - eps ** 2 * curv)) < 1e-8 * float(eps ** 2 * curv), name
+                assert abs(float(gap - eps**2 * curv)) < 1e-8 * float(eps**2 * curv), name
         # the denoiser of another alpha is not stationary and has a larger loss
         diff = lambda x: d_wrong(x) - d_star(x)  # noqa: E731
         slope_wrong = eq8.slope(d_wrong, diff)
@@ -486,9 +517,8 @@ class TestEq8Minimiser:
         at_zero = mixture_denoising_loss(dr, xr, df, xf, zeros, sigma, SIGMA_DATA)
         assert torch.equal(at_one, denoising_loss(dr, xr, sigma, SIGMA_DATA))
         assert torch.equal(at_zero, denoising_loss(df, xf, sigma, SIGMA_DATA))
-        lam = sigma ** -2 + SIGMA_DATA ** -2
-        assert torch.allclose(denoising_loss(dr, xr, sigma, SIGMA_DATA), lam * (dr - xr)[:, 0] ** 2,
-                              rtol=1e-15, atol=0)
+        lam = sigma**-2 + SIGMA_DATA**-2
+        assert torch.allclose(denoising_loss(dr, xr, sigma, SIGMA_DATA), lam * (dr - xr)[:, 0] ** 2, rtol=1e-15, atol=0)
         a = torch.rand(n, generator=gen, dtype=F64)
         mid = mixture_denoising_loss(dr, xr, df, xf, a, sigma, SIGMA_DATA)
         assert torch.allclose(mid, a * at_one + (1 - a) * at_zero, rtol=1e-14, atol=0)
@@ -519,8 +549,9 @@ class TestAlphaJsdGradient:
         d0 = q.denoiser(x_t, sigma)
         da = mixture_of(p, q, alpha).denoiser(x_t, sigma)
         n = x_t.shape[0]
-        direction = alpha_jsd_direction(d0, da, torch.full((n,), sigma, dtype=F64),
-                                        torch.full((n,), alpha, dtype=F64))[:, 0]
+        direction = alpha_jsd_direction(d0, da, torch.full((n,), sigma, dtype=F64), torch.full((n,), alpha, dtype=F64))[
+            :, 0
+        ]
         g_mu = float((wz * direction).sum())  # dg/dmu = 1
         g_s = float((wz * z * direction).sum())  # dg/ds = z
         assert abs(g_mu - fd_mu) < 1e-4 * abs(fd_mu), (g_mu, fd_mu)
@@ -574,7 +605,7 @@ class TestWeightedUpdate:
         x_t = x + sigma.reshape(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen, dtype=F64)
         s0, sa, s1 = (score_from_denoiser(d, x_t, sigma) for d in (d0, da, d1))
         w_alpha = alpha * per_sample(s0 - s1).norm(dim=1) / per_sample(s0 - sa).norm(dim=1)
-        w_dmd = sigma ** 2 / per_sample(x - d1).abs().mean(1)
+        w_dmd = sigma**2 / per_sample(x - d1).abs().mean(1)
         raw = alpha_jsd_direction(d0, da, sigma, alpha)
         assert rel_err(raw, (s0 - sa) / alpha.reshape(-1, 1, 1, 1)) < 1e-12
         paper = (w_alpha * w_dmd).reshape(-1, 1, 1, 1) * raw
@@ -710,8 +741,10 @@ class TestGanLosses:
 
     def test_discriminator_loss_values(self):
         lr, lf, a = (torch.tensor(v, dtype=F64) for v in (self.LR, self.LF, self.A))
-        expect = (sum((1 - ai) * softplus(fi) for ai, fi in zip(self.A, self.LF)) / 4
-                  + sum(ai * softplus(-ri) for ai, ri in zip(self.A, self.LR)) / 4)
+        expect = (
+            sum((1 - ai) * softplus(fi) for ai, fi in zip(self.A, self.LF)) / 4
+            + sum(ai * softplus(-ri) for ai, ri in zip(self.A, self.LR)) / 4
+        )
         assert math.isclose(discriminator_loss(lr, lf, a).item(), expect, rel_tol=1e-14)
         zero = torch.zeros(3, dtype=F64)
         assert math.isclose(discriminator_loss(zero, zero, 0.5).item(), math.log(2), rel_tol=1e-14)
@@ -757,8 +790,10 @@ class TestGanLosses:
         assert (g_up[mask] > 0).all() and (g_down[mask] < 0).all()
 
         def population(logit):
-            return ((1 - alpha) * lq.exp() * torch.nn.functional.softplus(logit)
-                    + alpha * lp.exp() * torch.nn.functional.softplus(-logit)).sum() * dx
+            return (
+                (1 - alpha) * lq.exp() * torch.nn.functional.softplus(logit)
+                + alpha * lp.exp() * torch.nn.functional.softplus(-logit)
+            ).sum() * dx
 
         base = population(l_star)
         for h in [torch.ones_like(x), torch.sin(x), x / 5]:

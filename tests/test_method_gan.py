@@ -32,9 +32,13 @@ def test_discriminator_optimum_is_the_log_density_ratio():
 
 def test_loss_values_and_r1_closed_form():
     lr, lf = torch.tensor([0.0, 2.0], dtype=torch.float64), torch.tensor([-1.0, 1.0], dtype=torch.float64)
-    expected = 0.5 * (math.log(2) + math.log1p(math.exp(-2))) + 0.5 * (math.log1p(math.exp(-1)) + math.log1p(math.exp(1)))
+    expected = 0.5 * (math.log(2) + math.log1p(math.exp(-2))) + 0.5 * (
+        math.log1p(math.exp(-1)) + math.log1p(math.exp(1))
+    )
     assert discriminator_loss(lr, lf).item() == pytest.approx(expected, rel=1e-12)
-    assert generator_loss(lf).item() == pytest.approx(0.5 * (math.log1p(math.exp(1)) + math.log1p(math.exp(-1))), rel=1e-12)
+    assert generator_loss(lf).item() == pytest.approx(
+        0.5 * (math.log1p(math.exp(1)) + math.log1p(math.exp(-1))), rel=1e-12
+    )
     # l(x) = a . x has gradient a everywhere: the penalty is ||a||^2
     x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)

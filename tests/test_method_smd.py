@@ -15,13 +15,39 @@ from scoremix.precond import Denoiser
 from scoremix.teachers import freeze
 from scoremix.trainer import Trainer
 
-TOY = ["generator.hidden=16", "score.hidden=16", "generator.depth=2", "score.depth=2",
-       "generator.fourier_features=0", "score.fourier_features=0", "head_hidden=8", "batch_size=8",
-       "progress=false", "sample_every=0", "ckpt_every=0", "log_every=1", "optim.lr_warmup=0", "eval.samples=20",
-       "method.warmup_steps=0", "method.critic_warmup_steps=0"]
-IMAGES = ["batch_size=4", "progress=false", "sample_every=0", "ckpt_every=0", "log_every=1", "optim.lr_warmup=0",
-          "eval.samples=20", "data.source=digits", "data.resolution=8", "head_hidden=8", "noise.generator_sigma=none",
-          "method.critic_warmup_steps=0", "train.ema=0.9"]
+TOY = [
+    "generator.hidden=16",
+    "score.hidden=16",
+    "generator.depth=2",
+    "score.depth=2",
+    "generator.fourier_features=0",
+    "score.fourier_features=0",
+    "head_hidden=8",
+    "batch_size=8",
+    "progress=false",
+    "sample_every=0",
+    "ckpt_every=0",
+    "log_every=1",
+    "optim.lr_warmup=0",
+    "eval.samples=20",
+    "method.warmup_steps=0",
+    "method.critic_warmup_steps=0",
+]
+IMAGES = [
+    "batch_size=4",
+    "progress=false",
+    "sample_every=0",
+    "ckpt_every=0",
+    "log_every=1",
+    "optim.lr_warmup=0",
+    "eval.samples=20",
+    "data.source=digits",
+    "data.resolution=8",
+    "head_hidden=8",
+    "noise.generator_sigma=none",
+    "method.critic_warmup_steps=0",
+    "train.ema=0.9",
+]
 
 
 def tiny_network_teacher(num_classes=0, seed=0):
@@ -31,11 +57,26 @@ def tiny_network_teacher(num_classes=0, seed=0):
     net = NetConfig(arch="unet", channels=8, channel_mult=[1, 2], blocks=1)
     torch.manual_seed(seed)
     teacher = freeze(Denoiser(build_backbone(net, (1, 8, 8), num_classes), 0.5))
-    teacher.info = {"kind": "scoremix", "arch": "unet", "precond": "edm", "resolution": 8, "channels": 1,
-                    "num_classes": num_classes, "parameters": sum(p.numel() for p in teacher.parameters()),
-                    "sigma_data": 0.5, "data_shape": [1, 8, 8],
-                    "net_config": {"arch": "unet", "channels": 8, "channel_mult": [1, 2], "blocks": 1,
-                                   "attention": [], "dropout": 0.0, "label_dropout": 0.0}}
+    teacher.info = {
+        "kind": "scoremix",
+        "arch": "unet",
+        "precond": "edm",
+        "resolution": 8,
+        "channels": 1,
+        "num_classes": num_classes,
+        "parameters": sum(p.numel() for p in teacher.parameters()),
+        "sigma_data": 0.5,
+        "data_shape": [1, 8, 8],
+        "net_config": {
+            "arch": "unet",
+            "channels": 8,
+            "channel_mult": [1, 2],
+            "blocks": 1,
+            "attention": [],
+            "dropout": 0.0,
+            "label_dropout": 0.0,
+        },
+    }
     return teacher
 
 
@@ -52,8 +93,9 @@ def test_one_step_changes_exactly_the_right_networks(name, tmp_path):
     teacher = tiny_network_teacher()
     t0 = _snap(teacher)
     gan = "true"
-    cfg = load_config("mnist-smd", IMAGES + [f"method.name={name}", "method.gen_every=2", f"method.gan={gan}",
-                                             "steps=3"])
+    cfg = load_config(
+        "mnist-smd", IMAGES + [f"method.name={name}", "method.gen_every=2", f"method.gan={gan}", "steps=3"]
+    )
     tr = Trainer(cfg, str(tmp_path / name), teacher=teacher)
     m = tr.method
     gen, critic = m.networks["generator"], m.networks["critic"]
@@ -161,7 +203,7 @@ def test_smd_critic_loss_by_hand():
     noise = torch.randn(n, 2)
     eps_dsm = torch.randn(n, 2)
     critic, sd = m.networks["critic"], cfg.data.sigma_data
-    lam = lambda s: s ** -2 + sd ** -2  # noqa: E731
+    lam = lambda s: s**-2 + sd**-2  # noqa: E731
     d_dsm = critic.fake(x_fake + s_dsm[:, None] * eps_dsm, s_dsm)
     want_fake = (lam(s_dsm) * ((d_dsm - x_fake) ** 2).mean(1)).mean()
     xr_t, xf_t = x_real + s_mix[:, None] * noise, x_fake + s_mix[:, None] * noise
@@ -213,7 +255,7 @@ def test_smd_generator_loss_and_gradient_by_hand():
     _, logit_x = _fake_and_logit(critic, x_t, sigma)
     gan = F.softplus(-logit_x - torch.log(a / (1 - a))).mean()
     # value: 0.5 mean(grad^2) + w GAN; gradient: d/dx of the surrogate is grad / numel (moves x along -grad)
-    torch.testing.assert_close(loss.detach(), (0.5 * (grad ** 2).mean() + 0.5 * gan).detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss.detach(), (0.5 * (grad**2).mean() + 0.5 * gan).detach(), rtol=1e-5, atol=1e-7)
     hand = (x * grad).sum() / x.numel() + 0.5 * gan
     gen.zero_grad()
     hand.backward()
@@ -237,14 +279,15 @@ def test_dmd_losses_by_hand():
         x_fake = gen(torch.randn(n, 2))
     e1, e2, e3 = torch.randn(n, 2), torch.randn(n, 2), torch.randn(n, 2)
     d = critic.fake(x_fake + s_dsm[:, None] * e1, s_dsm)
-    want_fake = ((s_dsm ** -2 + sd ** -2) * ((d - x_fake) ** 2).mean(1)).mean()
+    want_fake = ((s_dsm**-2 + sd**-2) * ((d - x_fake) ** 2).mean(1)).mean()
     _, l_real = _fake_and_logit(critic, x_real + s_real[:, None] * e2, s_real)
     _, l_fake = _fake_and_logit(critic, x_fake + s_fake[:, None] * e3, s_fake)
     disc = F.softplus(l_fake).mean() + F.softplus(-l_real).mean()
     torch.testing.assert_close(stats["loss_fake"], want_fake.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(stats["loss_disc"], disc.detach(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(loss.detach(), (want_fake + cfg.method.gan_disc_weight * disc).detach(), rtol=1e-5,
-                               atol=1e-6)
+    torch.testing.assert_close(
+        loss.detach(), (want_fake + cfg.method.gan_disc_weight * disc).detach(), rtol=1e-5, atol=1e-6
+    )
 
     torch.manual_seed(4)
     loss, stats = m.loss("generator", (x_real, None), 0)
@@ -261,7 +304,7 @@ def test_dmd_losses_by_hand():
     grad = ((d_fake - d_p) / (x - d_p).abs().mean(1, keepdim=True)).detach()
     _, logit_x = _fake_and_logit(critic, x_gan, s_gan)
     gan = F.softplus(-logit_x).mean()
-    torch.testing.assert_close(loss.detach(), (0.5 * (grad ** 2).mean() + 0.5 * gan).detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(loss.detach(), (0.5 * (grad**2).mean() + 0.5 * gan).detach(), rtol=1e-5, atol=1e-7)
     gen.zero_grad()
     ((x * grad).sum() / x.numel() + 0.5 * gan).backward()
     for g_got, p in zip(got, gen.parameters()):
@@ -284,8 +327,11 @@ def test_cli_train_resume_sample_eval_with_the_analytic_teacher(tmp_path, capsys
     from scoremix.cli import main
 
     run = str(tmp_path / "run")
-    args = ["train", "--config", "ring8-smd", "--out", run] + TOY + ["steps=4", "method.warmup_steps=1",
-                                                                       "method.critic_warmup_steps=1", "ckpt_every=2"]
+    args = (
+        ["train", "--config", "ring8-smd", "--out", run]
+        + TOY
+        + ["steps=4", "method.warmup_steps=1", "method.critic_warmup_steps=1", "ckpt_every=2"]
+    )
     assert main(args[:-1] + ["ckpt_every=2", "steps=2"]) == 0
     saved = load_config(run + "/config.yaml")
     assert saved.method.name == "smd" and saved.method.teacher == "analytic" and len(saved.method.teacher_sha256) == 64

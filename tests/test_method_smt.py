@@ -52,11 +52,20 @@ def test_warmup_phase_trains_only_the_generator_as_a_denoiser(tiny_cfg, tmp_path
 
 
 def test_critic_warmup_trains_only_the_critic_after_the_generator_warmup(tiny_cfg, tmp_path):
-    tr = _trainer(tiny_cfg, tmp_path, **{"method.warmup_steps": 2, "method.critic_warmup_steps": 3,
-                                         "method.gen_every": 2})
+    tr = _trainer(
+        tiny_cfg, tmp_path, **{"method.warmup_steps": 2, "method.critic_warmup_steps": 3, "method.gen_every": 2}
+    )
     names = [[p.name for p in tr.method.plan(k)] for k in range(8)]
-    assert names == [["warmup"], ["warmup"], ["critic"], ["critic"], ["critic"],
-                     ["generator", "critic"], ["critic"], ["generator", "critic"]]
+    assert names == [
+        ["warmup"],
+        ["warmup"],
+        ["critic"],
+        ["critic"],
+        ["critic"],
+        ["generator", "critic"],
+        ["critic"],
+        ["generator", "critic"],
+    ]
     tr.step = 2
     gen, critic = tr.method.networks["generator"], tr.method.networks["critic"]
     g0, c0 = _snapshot(gen), _snapshot(critic)
@@ -70,8 +79,11 @@ def test_critic_warmup_trains_only_the_critic_after_the_generator_warmup(tiny_cf
 def test_warmup_at_the_generator_sigma_is_plain_denoising_at_that_level(tiny_cfg, tmp_path):
     from scoremix.objectives.diffusion import add_noise, denoising_loss
 
-    tr = _trainer(tiny_cfg, tmp_path, **{"method.warmup_steps": 2, "method.warmup_sigma": "generator",
-                                         "noise.generator_sigma": 2.5})
+    tr = _trainer(
+        tiny_cfg,
+        tmp_path,
+        **{"method.warmup_steps": 2, "method.warmup_sigma": "generator", "noise.generator_sigma": 2.5},
+    )
     method, gen = tr.method, tr.method.networks["generator"]
     x = torch.randn(16, *method.data_shape)
     torch.manual_seed(3)

@@ -63,8 +63,9 @@ def test_frequencies_are_saved_with_the_generator(tiny_cfg, tmp_path):
         assert torch.equal(generator(z), expected)
 
 
-@pytest.mark.parametrize("key, value", [("generator.fourier_features", 7), ("score.fourier_features", -2),
-                                        ("score.fourier_scale", 0)])
+@pytest.mark.parametrize(
+    "key, value", [("generator.fourier_features", 7), ("score.fourier_features", -2), ("score.fourier_scale", 0)]
+)
 def test_bad_feature_settings_are_config_errors(tiny_cfg, key, value):
     with pytest.raises(ConfigError, match="fourier"):
         tiny_cfg(**{key: value})

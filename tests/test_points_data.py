@@ -33,7 +33,7 @@ def test_global_standardisation_is_exact_and_invertible(tmp_path):
     ds = PointsDataset(str(path), "global")
     z = ds.points.double().numpy()
     assert np.allclose(z.mean(0), 0, atol=1e-6)
-    assert (z ** 2).mean() == pytest.approx(1.0, rel=1e-5)
+    assert (z**2).mean() == pytest.approx(1.0, rel=1e-5)
     # one scale for every coordinate: the shape of the cloud is kept
     assert np.allclose(ds.scale, ds.scale[0])
     back = ds.to_original(ds.points.double()).numpy()
@@ -63,7 +63,7 @@ def test_csv_with_header_and_npz_keys(tmp_path):
 def test_mixture_in_standardised_units_gives_exact_mode_metrics(tmp_path):
     x, means, weights = _unbalanced(4000)
     np.savez(tmp_path / "mix.npz", x=x, means=means, stds=0.3, weights=weights)
-    cfg = load_config("ring8", [f"data.source=points", f"data.path={tmp_path / 'mix.npz'}", "eval.samples=2000"])
+    cfg = load_config("ring8", ["data.source=points", f"data.path={tmp_path / 'mix.npz'}", "eval.samples=2000"])
     ds = build_dataset(cfg.data)
     # the data itself measured against its own mixture: every mode, the right weights
     metrics = Evaluator(cfg.data, 2000, dataset=ds)(ds.points[:2000])
@@ -117,9 +117,22 @@ def test_train_on_a_user_file_records_the_transform(tmp_path):
     x, means, weights = _unbalanced(600)
     np.savez(tmp_path / "mix.npz", x=x, means=means, stds=0.3, weights=weights)
     out = tmp_path / "run"
-    rc = main(["train", "--config", "ring8", "--out", str(out), "data.source=points",
-               f"data.path={tmp_path / 'mix.npz'}", "data.sigma_data=1.0", "steps=4", "eval.samples=200",
-               "train.progress=false", "data.batch_size=32"])
+    rc = main(
+        [
+            "train",
+            "--config",
+            "ring8",
+            "--out",
+            str(out),
+            "data.source=points",
+            f"data.path={tmp_path / 'mix.npz'}",
+            "data.sigma_data=1.0",
+            "steps=4",
+            "eval.samples=200",
+            "train.progress=false",
+            "data.batch_size=32",
+        ]
+    )
     assert rc == 0
     record = json.loads((out / "data_transform.json").read_text())
     assert record["standardize"] == "global" and np.allclose(record["mean"], x.mean(0))

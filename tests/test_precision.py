@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from scoremix.config_loader import load_config
+from scoremix.errors import ConfigError
 from scoremix.evaluate import generate_samples
 from scoremix.nets.embeddings import InputFourierFeatures
 from scoremix.nets.mlp import MLPHead
 from scoremix.nets.unet import ConvHead, SmallUNet
-from scoremix.errors import ConfigError
 from scoremix.precision import autocast, check_precision
 
 BF16 = torch.bfloat16
@@ -26,24 +26,40 @@ def _digits_cfg(tmp_path, precision, **extra):
     path = tmp_path / "imgs.npz"
     if not path.exists():
         np.savez(path, x=np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8))
-    overrides = {"data.source": "npz", "data.path": str(path), "batch_size": 8, "generator.channels": 8,
-                 "score.channels": 8, "generator.channel_mult": "[1,2]", "score.channel_mult": "[1,2]",
-                 "method.warmup_steps": 0, "method.critic_warmup_steps": 0, "gen_every": 1, "progress": "off",
-                 "sample_every": 0, "ckpt_every": 0, "eval.samples": 16, "optim.lr_warmup": 0,
-                 "train.precision": precision, **extra}
+    overrides = {
+        "data.source": "npz",
+        "data.path": str(path),
+        "batch_size": 8,
+        "generator.channels": 8,
+        "score.channels": 8,
+        "generator.channel_mult": "[1,2]",
+        "score.channel_mult": "[1,2]",
+        "method.warmup_steps": 0,
+        "method.critic_warmup_steps": 0,
+        "gen_every": 1,
+        "progress": "off",
+        "sample_every": 0,
+        "ckpt_every": 0,
+        "eval.samples": 16,
+        "optim.lr_warmup": 0,
+        "train.precision": precision,
+        **extra,
+    }
     return load_config("digits-smt", [f"{k}={v}" for k, v in overrides.items()])
 
 
 def test_training_step_runs_convolutions_in_bf16_and_keeps_fp32_state(tmp_path):
     from scoremix.trainer import Trainer
 
-    trainer = Trainer(_digits_cfg(tmp_path, "bf16", **{"method.gan": "true"}), str(tmp_path / "run"),
-                      echo=lambda *a, **k: None)
+    trainer = Trainer(
+        _digits_cfg(tmp_path, "bf16", **{"method.gan": "true"}), str(tmp_path / "run"), echo=lambda *a, **k: None
+    )
     seen = {}
 
     def record(name):
         def hook(module, inputs, output):
             seen.setdefault(name, output.dtype)
+
         return hook
 
     for name, net in trainer.method.networks.items():
@@ -53,7 +69,7 @@ def test_training_step_runs_convolutions_in_bf16_and_keeps_fp32_state(tmp_path):
     stats = trainer.train_step((x, None))
     trainer.step += 1
     assert seen["generator"] == BF16 and seen["critic"] == BF16  # the autocast reached the backbones
-    assert seen["head"] == torch.float32                          # the logit head did not run in bf16
+    assert seen["head"] == torch.float32  # the logit head did not run in bf16
     for key in ("loss_gen", "loss_score", "loss_disc"):
         assert stats[key].dtype == torch.float32 and torch.isfinite(stats[key])
     for net in trainer.method.networks.values():
@@ -136,12 +152,44 @@ def test_sample_command_takes_precision(tmp_path, tiny_cfg):
     outs = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / f"{precision}.npz"
-        done = subprocess.run([sys.executable, "-m", "scoremix", "sample", "--checkpoint", str(run), "--n", "50",
-                               "--out", str(out), "--precision", precision], capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scoremix",
+                "sample",
+                "--checkpoint",
+                str(run),
+                "--n",
+                "50",
+                "--out",
+                str(out),
+                "--precision",
+                precision,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
         outs[precision] = np.load(out)["x"]
     diff = np.abs(outs["bf16"] - outs["fp32"]).max()
     assert 0 < diff < 0.1 * np.abs(outs["fp32"]).max()
-    bad = subprocess.run([sys.executable, "-m", "scoremix", "sample", "--checkpoint", str(run), "--n", "5", "--out",
-                          str(tmp_path / "x.npz"), "--precision", "fp16"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scoremix",
+            "sample",
+            "--checkpoint",
+            str(run),
+            "--n",
+            "5",
+            "--out",
+            str(tmp_path / "x.npz"),
+            "--precision",
+            "fp16",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "fp16" in bad.stderr

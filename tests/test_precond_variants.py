@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from scoremix.precond import Denoiser
-from scoremix.precond_variants import (PreconditionedDenoiser, VPSchedule, make_denoiser, precond_coefficients,
-                                       timestep_from_sigma, vp_sigma, vp_sigma_inv)
+from scoremix.precond_variants import (
+    PreconditionedDenoiser,
+    VPSchedule,
+    make_denoiser,
+    precond_coefficients,
+    timestep_from_sigma,
+    vp_sigma,
+    vp_sigma_inv,
+)
 
 
 def test_vp_sigma_round_trip_and_endpoints_float64():
@@ -28,15 +35,15 @@ def test_vp_sigma_round_trip_and_endpoints_float64():
 def test_vp_ve_edm_coefficients_closed_form():
     sigma = torch.tensor([0.002, 0.3, 1.0, 80.0], dtype=torch.float64)
     c_skip, c_out, c_in, c_noise = precond_coefficients("vp", sigma)
-    t = (torch.sqrt(0.1 ** 2 + 2 * 19.9 * torch.log(1 + sigma ** 2)) - 0.1) / 19.9
+    t = (torch.sqrt(0.1**2 + 2 * 19.9 * torch.log(1 + sigma**2)) - 0.1) / 19.9
     assert torch.equal(c_skip, torch.ones_like(sigma)) and torch.equal(c_out, -sigma)
-    assert torch.allclose(c_in, 1 / torch.sqrt(sigma ** 2 + 1), rtol=1e-15)
+    assert torch.allclose(c_in, 1 / torch.sqrt(sigma**2 + 1), rtol=1e-15)
     assert torch.allclose(c_noise, 999 * t, rtol=1e-12)
     c_skip, c_out, c_in, c_noise = precond_coefficients("ve", sigma)
     assert torch.equal(c_out, sigma) and torch.equal(c_in, torch.ones_like(sigma))
     assert torch.allclose(c_noise, torch.log(sigma / 2), rtol=1e-15)
     c_skip, c_out, c_in, c_noise = precond_coefficients("edm", sigma, sigma_data=0.5)
-    assert torch.allclose(c_skip, 0.25 / (sigma ** 2 + 0.25)) and torch.allclose(c_noise, sigma.log() / 4)
+    assert torch.allclose(c_skip, 0.25 / (sigma**2 + 0.25)) and torch.allclose(c_noise, sigma.log() / 4)
     with pytest.raises(ValueError, match="unknown preconditioning"):
         precond_coefficients("iddpm", sigma)
 
@@ -56,9 +63,8 @@ def test_preconditioned_denoiser_applies_each_formula_and_matches_denoiser_for_e
     sigma = torch.tensor([0.5, 4.0])
     s = sigma.reshape(-1, 1).double()
     xd = x.double()
-    vp_t = (torch.sqrt(0.01 + 2 * 19.9 * torch.log1p(s ** 2)) - 0.1) / 19.9
-    expected = {"vp": xd - s * (2 * xd / torch.sqrt(s ** 2 + 1) + 999 * vp_t),
-                "ve": xd + s * (2 * xd + torch.log(s / 2))}
+    vp_t = (torch.sqrt(0.01 + 2 * 19.9 * torch.log1p(s**2)) - 0.1) / 19.9
+    expected = {"vp": xd - s * (2 * xd / torch.sqrt(s**2 + 1) + 999 * vp_t), "ve": xd + s * (2 * xd + torch.log(s / 2))}
     for kind, want in expected.items():
         got = PreconditionedDenoiser(_Linear(), precond=kind)(x, sigma).double()
         assert torch.allclose(got, want, rtol=1e-6), kind
@@ -84,8 +90,8 @@ def test_build_generator_honours_net_precond(tiny_cfg):
     z = torch.randn(5, 2)
     sigma = gen.sigma_max
     with torch.no_grad():
-        t = (math.sqrt(0.01 + 2 * 19.9 * math.log1p(sigma ** 2)) - 0.1) / 19.9
-        F = gen.denoiser.backbone(sigma * z / math.sqrt(sigma ** 2 + 1), torch.full((5,), 999 * t))
+        t = (math.sqrt(0.01 + 2 * 19.9 * math.log1p(sigma**2)) - 0.1) / 19.9
+        F = gen.denoiser.backbone(sigma * z / math.sqrt(sigma**2 + 1), torch.full((5,), 999 * t))
         expected = sigma * z - sigma * F  # c_noise ~ 500 enters float32 sinusoids: ~1e-4 relative rounding
         assert (gen(z) - expected).abs().max() <= 1e-3 * expected.abs().max()
 

@@ -25,8 +25,10 @@ def test_auto_writes_plain_lines_when_not_a_terminal(monkeypatch):
     assert "\r" not in text
     lines = text.splitlines()
     # time 0 at start, then 10, 20, ... at updates: a line at 30 s (step 3), 60 s (step 6, also the last step)
-    assert lines == ["run step 3/6 (50.0%) 0.10 it/s eta 0m30s loss=0.5",
-                     "run step 6/6 (100.0%) 0.10 it/s eta 0m00s loss=0.5"]
+    assert lines == [
+        "run step 3/6 (50.0%) 0.10 it/s eta 0m30s loss=0.5",
+        "run step 6/6 (100.0%) 0.10 it/s eta 0m00s loss=0.5",
+    ]
 
 
 def test_auto_draws_a_bar_on_a_terminal():
@@ -54,4 +56,6 @@ def test_training_log_has_no_carriage_returns(tiny_cfg, tmp_path, capsys):
     Trainer(cfg, str(tmp_path / "r")).fit()
     out = capsys.readouterr().out
     assert "\r" not in out
-    assert [ln.split(" (")[0] for ln in out.splitlines() if " step " in ln] == [f"ring8 step {k}/4" for k in range(1, 5)]
+    assert [ln.split(" (")[0] for ln in out.splitlines() if " step " in ln] == [
+        f"ring8 step {k}/4" for k in range(1, 5)
+    ]

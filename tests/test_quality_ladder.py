@@ -39,8 +39,18 @@ def test_students_train_as_long_as_each_other():
 
 def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
     runs, results = tmp_path / "runs", tmp_path / "results"
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "quality.py"), "--budget", "tiny", "--runs", str(runs),
-           "--results", str(results), "--ship", str(tmp_path / "weights")]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "quality.py"),
+        "--budget",
+        "tiny",
+        "--runs",
+        str(runs),
+        "--results",
+        str(results),
+        "--ship",
+        str(tmp_path / "weights"),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((results / "quality.json").read_text())
@@ -55,7 +65,9 @@ def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
     assert set(shipped) >= {"teacher", "smt"} and any(s.startswith("smd-") for s in shipped)
     floor = result["floor"]
     assert floor["fd_local"] < min(r["fd_local"] for r in result["rows"])  # real digits beat untrained networks
-    assert (results / "quality.png").stat().st_size > 1000 and "| teacher | 35 |" in (results / "quality.md").read_text()
+    assert (results / "quality.png").stat().st_size > 1000 and "| teacher | 35 |" in (
+        results / "quality.md"
+    ).read_text()
     # a second call trains nothing: finished stages are skipped and their scores reused
     again = subprocess.run(cmd + ["--no-curves"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[teacher]" not in again.stdout
@@ -63,8 +75,18 @@ def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
 
 def test_gpu_budget_smoke_on_cpu(tmp_path):
     """--budget gpu with tiny sizes on the CPU: the gpu stage settings parse, train and score."""
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "quality.py"), "--budget", "gpu", "--smoke",
-           "--runs", str(tmp_path), "--only", "teacher,smd-s0", "--no-curves"]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "quality.py"),
+        "--budget",
+        "gpu",
+        "--smoke",
+        "--runs",
+        str(tmp_path),
+        "--only",
+        "teacher,smd-s0",
+        "--no-curves",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = json.loads((tmp_path / "results" / "quality.json").read_text())["rows"]

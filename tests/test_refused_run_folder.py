@@ -69,18 +69,39 @@ def test_refused_diffusers_teacher_leaves_no_run_folder(tmp_path, capsys):
     """The command of issue 23: `scoremix train --config mnist-smd method.teacher=DIFFUSERS_FOLDER`."""
     diffusers = pytest.importorskip("diffusers")
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    unet = diffusers.UNet2DModel(
+        sample_size=32,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     teacher = tmp_path / "teacher"
     unet.save_pretrained(teacher)
     diffusers.DDPMScheduler().save_config(teacher)
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 1), dtype=np.uint8)
     np.savez(tmp_path / "images.npz", x=images)
     runs = tmp_path / "runs"
-    code = main(["train", "--config", "mnist-smd", f"method.teacher={teacher}", "data.source=npz",
-                 f"data.path={tmp_path / 'images.npz'}", "data.conditional=false", "data.resolution=none",
-                 "data.holdout=0", "--out", str(runs / "student"), "steps=1", "progress=false"])
+    code = main(
+        [
+            "train",
+            "--config",
+            "mnist-smd",
+            f"method.teacher={teacher}",
+            "data.source=npz",
+            f"data.path={tmp_path / 'images.npz'}",
+            "data.conditional=false",
+            "data.resolution=none",
+            "data.holdout=0",
+            "--out",
+            str(runs / "student"),
+            "steps=1",
+            "progress=false",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "diffusers UNet2DModel" in err
     assert not runs.exists()

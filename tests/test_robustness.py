@@ -18,8 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from scoremix import checkpoint as ckpt
-from scoremix import sampling
+from scoremix import checkpoint as ckpt, sampling
 from scoremix.cli import main
 from scoremix.data.images import load_image_dataset
 from scoremix.errors import CheckpointError, DataError, ScoremixError, TrainingError
@@ -160,7 +159,8 @@ def test_debug_prints_a_traceback_from_the_command_line():
     plain = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert plain.returncode == 2 and plain.stderr.strip().splitlines() == [
-        "error: unknown config key 'stepz'; did you mean 'steps'?"]
+        "error: unknown config key 'stepz'; did you mean 'steps'?"
+    ]
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
     assert "ConfigError: unknown config key 'stepz'" in debug.stderr
 
@@ -180,10 +180,15 @@ def poison(monkeypatch, steps, phases=None):
 
 
 def snapshot(trainer) -> dict:
-    return copy.deepcopy({"networks": {k: v.state_dict() for k, v in trainer.method.networks.items()},
-                          "ema": trainer.ema.module.state_dict(), "ema_updates": trainer.ema.updates,
-                          "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-                          "schedulers": {k: s.state_dict() for k, s in trainer.schedulers.items()}})
+    return copy.deepcopy(
+        {
+            "networks": {k: v.state_dict() for k, v in trainer.method.networks.items()},
+            "ema": trainer.ema.module.state_dict(),
+            "ema_updates": trainer.ema.updates,
+            "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in trainer.schedulers.items()},
+        }
+    )
 
 
 def spy_on_steps(trainer) -> dict:
@@ -223,8 +228,13 @@ def test_too_many_consecutive_skips_stop_the_run(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[0] == ("warning: non-finite loss in the critic phase at step 2; step skipped (1 in a row, 1 in total)")
-    assert err[-1].startswith("error: 3 consecutive non-finite critic steps (train.max_skips=3); the last good "
-                              "checkpoint is ") and "state-0000003.pt" in err[-1] and "--resume latest" in err[-1]
+    assert (
+        err[-1].startswith(
+            "error: 3 consecutive non-finite critic steps (train.max_skips=3); the last good checkpoint is "
+        )
+        and "state-0000003.pt" in err[-1]
+        and "--resume latest" in err[-1]
+    )
 
 
 def test_a_phase_that_keeps_failing_stops_even_when_the_other_trains(tiny_cfg, tmp_path, monkeypatch):
@@ -282,8 +292,10 @@ def test_training_state_and_generator_loaders_refuse_code(kind, marker, tmp_path
         ckpt.load_training_state(path)
     with pytest.raises(CheckpointError, match="refusing to load it"):
         sampling.load_generator(path)
-    for argv in (["train", "--config", "ring8", "--out", str(tmp_path / "run"), "--resume", path],
-                 ["sample", "--checkpoint", path, "--out", str(tmp_path / "s.png")]):
+    for argv in (
+        ["train", "--config", "ring8", "--out", str(tmp_path / "run"), "--resume", path],
+        ["sample", "--checkpoint", path, "--out", str(tmp_path / "s.png")],
+    ):
         code, _, err = run_cli(argv)
         assert code == 2 and "refusing to load it" in err and len(err.strip().splitlines()) == 1
 
@@ -314,8 +326,19 @@ def test_cifar10_loader_refuses_code(marker, tmp_path):
         (folder / name).write_bytes(evil_pickle(marker))
     with pytest.raises(DataError, match="disallowed objects"):
         load_image_dataset("cifar10", path=str(folder))
-    code, _, err = run_cli(["train", "--config", "ring8", "--out", str(tmp_path / "run"), "data.source=cifar10",
-                            f"data.path={tmp_path}", "generator.arch=unet", "score.arch=unet"])
+    code, _, err = run_cli(
+        [
+            "train",
+            "--config",
+            "ring8",
+            "--out",
+            str(tmp_path / "run"),
+            "data.source=cifar10",
+            f"data.path={tmp_path}",
+            "generator.arch=unet",
+            "score.arch=unet",
+        ]
+    )
     assert code == 2 and "refusing to unpickle it" in err
 
 
@@ -326,12 +349,27 @@ def test_npy_and_npz_loaders_refuse_code(marker, tmp_path):
     np.savez(tmp_path / "objects.npz", x=objects)
     np.savez(tmp_path / "labels.npz", x=images, y=objects)
     (tmp_path / "pickle.npy").write_bytes(evil_pickle(marker))
-    for name, use_labels in [("objects.npy", False), ("objects.npz", False), ("labels.npz", True),
-                             ("pickle.npy", False)]:
+    for name, use_labels in [
+        ("objects.npy", False),
+        ("objects.npz", False),
+        ("labels.npz", True),
+        ("pickle.npy", False),
+    ]:
         with pytest.raises(DataError, match="pickle"):
             load_image_dataset("npz", path=str(tmp_path / name), use_labels=use_labels)
-    code, _, err = run_cli(["train", "--config", "ring8", "--out", str(tmp_path / "run"), "data.source=npz",
-                            f"data.path={tmp_path / 'objects.npz'}", "generator.arch=unet", "score.arch=unet"])
+    code, _, err = run_cli(
+        [
+            "train",
+            "--config",
+            "ring8",
+            "--out",
+            str(tmp_path / "run"),
+            "data.source=npz",
+            f"data.path={tmp_path / 'objects.npz'}",
+            "generator.arch=unet",
+            "score.arch=unet",
+        ]
+    )
     assert code == 2 and "not loaded for safety" in err
 
 
@@ -353,8 +391,10 @@ def test_disk_full_on_the_second_checkpoint_keeps_the_first(tmp_path, monkeypatc
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith(f"error: could not write checkpoint {run}/checkpoints/state-0000004.pt "
-                             "(No space left on device); the previous checkpoint ")
+    assert err[0].startswith(
+        f"error: could not write checkpoint {run}/checkpoints/state-0000004.pt "
+        "(No space left on device); the previous checkpoint "
+    )
     assert f"{run}/checkpoints/state-0000002.pt is intact" in err[0]
     assert f"scoremix train --out {run} --resume latest" in err[0]
     folder = os.path.join(run, "checkpoints")
@@ -378,6 +418,7 @@ def test_disk_full_while_logging_is_one_clear_error(tmp_path, monkeypatch, capsy
     run = str(tmp_path / "run")
     assert main(["train", "--config", "ring8", "--out", run, *tiny_overrides(steps=6, ckpt_every=2, log_every=1)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: cannot write '{run}/stats.jsonl' at step 3 "
-                                               "(No space left on device); the last checkpoint ")
+    assert len(err) == 1 and err[0].startswith(
+        f"error: cannot write '{run}/stats.jsonl' at step 3 (No space left on device); the last checkpoint "
+    )
     assert "state-0000002.pt is intact" in err[0] and "--resume latest" in err[0]

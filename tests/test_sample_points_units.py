@@ -22,9 +22,27 @@ def points_run(tmp_path_factory):
     x = np.array([300.0, -40.0]) + rng.standard_normal((400, 2)) * np.array([25.0, 10.0])
     np.save(folder / "points.npy", x)
     run = folder / "run"
-    assert main(["train", "--config", "ring8", "--out", str(run), "data.source=points",
-                 f"data.path={folder / 'points.npy'}", "data.sigma_data=1.0", "steps=4", "eval.samples=100",
-                 "batch_size=32", "generator.hidden=32", "score.hidden=32", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "ring8",
+                "--out",
+                str(run),
+                "data.source=points",
+                f"data.path={folder / 'points.npy'}",
+                "data.sigma_data=1.0",
+                "steps=4",
+                "eval.samples=100",
+                "batch_size=32",
+                "generator.hidden=32",
+                "score.hidden=32",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     return run, x
 
 

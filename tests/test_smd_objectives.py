@@ -53,13 +53,13 @@ def test_generator_direction_is_eq15_by_hand_and_the_skew_jsd_direction():
     alpha = torch.rand(300, generator=g, dtype=F64) * 0.5 + 0.5
     logit = p.log_prob(x_t, sigma) - q.log_prob(x_t, sigma)
     got = smd.generator_direction(xs, q.denoiser(x_t, sigma), p.denoiser(x_t, sigma), logit, alpha)
-    d_mix = torch.stack([mixture_of(p, q, a.item()).denoiser(x_t[i:i + 1], sigma)[0] for i, a in enumerate(alpha)])
-    want = smt_generator_direction(xs, q.denoiser(x_t, sigma), d_mix, p.denoiser(x_t, sigma), alpha=alpha,
-                                   weighting="dmd")
+    d_mix = torch.stack([mixture_of(p, q, a.item()).denoiser(x_t[i : i + 1], sigma)[0] for i, a in enumerate(alpha)])
+    want = smt_generator_direction(
+        xs, q.denoiser(x_t, sigma), d_mix, p.denoiser(x_t, sigma), alpha=alpha, weighting="dmd"
+    )
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     # alpha -> 1 is DMD's (D_fake - D_p) / mean|x - D_p| (up to the clamp of alpha at 1 - 1e-6 in Eq. 13)
-    one = smd.generator_direction(xs, q.denoiser(x_t, sigma), p.denoiser(x_t, sigma), logit,
-                                  torch.ones(300, dtype=F64))
+    one = smd.generator_direction(xs, q.denoiser(x_t, sigma), p.denoiser(x_t, sigma), logit, torch.ones(300, dtype=F64))
     dmd = (q.denoiser(x_t, sigma) - p.denoiser(x_t, sigma)) / (xs - p.denoiser(x_t, sigma)).abs().mean(1, keepdim=True)
     torch.testing.assert_close(one, dmd, rtol=1e-3, atol=1e-9)
 
@@ -79,7 +79,7 @@ def test_mixture_loss_by_hand():
     alpha = torch.rand(n, generator=g, dtype=F64)
     sigma = torch.rand(n, generator=g, dtype=F64) + 0.1
     got = smd.mixture_loss(l_r, dp_r, df_r, l_f, dp_f, df_f, alpha, sigma, 0.5)
-    lam = sigma ** -2 + 4.0
+    lam = sigma**-2 + 4.0
     post_r = torch.sigmoid(l_r + torch.log(alpha / (1 - alpha)))
     post_f = torch.sigmoid(l_f + torch.log(alpha / (1 - alpha)))
     # pred - target: (1 - D_psi)(D_fake - D_p) on reals, D_psi (D_p - D_fake) on fakes
@@ -99,23 +99,28 @@ def test_density_ratio_head_reaches_log_ratio_with_exact_teacher_and_fake():
     sigma, sigma_data, n = 0.5, 0.5, 2048
     u = (torch.arange(n, dtype=F64) + 0.5) / n
     alphas = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=F64)
-    x_real_t = (math.sqrt(0.5 ** 2 + sigma ** 2) * torch.special.ndtri(u)).repeat(5)[:, None]
-    x_fake_t = (0.7 + math.sqrt(0.8 ** 2 + sigma ** 2) * torch.special.ndtri(u)).repeat(5)[:, None]
+    x_real_t = (math.sqrt(0.5**2 + sigma**2) * torch.special.ndtri(u)).repeat(5)[:, None]
+    x_fake_t = (0.7 + math.sqrt(0.8**2 + sigma**2) * torch.special.ndtri(u)).repeat(5)[:, None]
     alpha = alphas.repeat_interleave(n)
     sig = torch.full_like(alpha, sigma)
-    dens = [p.denoiser(x_real_t, sigma), q.denoiser(x_real_t, sigma), p.denoiser(x_fake_t, sigma),
-            q.denoiser(x_fake_t, sigma)]
+    dens = [
+        p.denoiser(x_real_t, sigma),
+        q.denoiser(x_real_t, sigma),
+        p.denoiser(x_fake_t, sigma),
+        q.denoiser(x_fake_t, sigma),
+    ]
     w = torch.zeros(3, dtype=F64, requires_grad=True)
     opt = torch.optim.Adam([w], lr=0.1)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 300)
 
     def head(x):
         x = x[:, 0]
-        return w[0] + w[1] * x + w[2] * x ** 2
+        return w[0] + w[1] * x + w[2] * x**2
 
     for _ in range(300):
-        loss = smd.mixture_loss(head(x_real_t), dens[0], dens[1], head(x_fake_t), dens[2], dens[3],
-                                alpha, sig, sigma_data).mean()
+        loss = smd.mixture_loss(
+            head(x_real_t), dens[0], dens[1], head(x_fake_t), dens[2], dens[3], alpha, sig, sigma_data
+        ).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -43,7 +43,7 @@ class TinyScoreNet(nn.Module):
         sigma = torch.as_tensor(sigma, dtype=F64).expand(x.shape[0])[:, None]
         alpha = torch.as_tensor(alpha, dtype=F64).expand(x.shape[0])[:, None]
         h = torch.tanh(self.inp(torch.cat([x / (1 + sigma), sigma.log() / 4, alpha - 0.5], 1)))
-        denoised = x / (1 + sigma ** 2) + sigma * self.out(self.drop(h))
+        denoised = x / (1 + sigma**2) + sigma * self.out(self.drop(h))
         return (denoised, h) if return_features else denoised
 
 
@@ -91,7 +91,7 @@ def real_batch():
 
 
 def edm_weight(sigma):
-    return 1 / sigma ** 2 + 1 / SIGMA_DATA ** 2
+    return 1 / sigma**2 + 1 / SIGMA_DATA**2
 
 
 def row_mean(v):
@@ -165,8 +165,10 @@ def test_critic_loss_without_gan_is_eq8_alone(tiny_cfg):
     xr_t = x_real + sigma[:, None] * torch.randn(N, 2, dtype=F64)
     xf_t = x_fake + sigma[:, None] * torch.randn(N, 2, dtype=F64)
     lam = edm_weight(sigma)
-    expected = (alpha * lam * row_mean((net(xr_t, sigma, alpha) - x_real) ** 2)
-                + (1 - alpha) * lam * row_mean((net(xf_t, sigma, alpha) - x_fake) ** 2)).mean()
+    expected = (
+        alpha * lam * row_mean((net(xr_t, sigma, alpha) - x_real) ** 2)
+        + (1 - alpha) * lam * row_mean((net(xf_t, sigma, alpha) - x_fake) ** 2)
+    ).mean()
     assert_same(got, (expected, torch.autograd.grad(expected, params)))
 
 
@@ -183,20 +185,20 @@ def replay_generator(method, seed=11):
     alpha = method.gen_alpha(N).to(F64)
     x_t = x.detach() + sigma[:, None] * torch.randn(N, 2, dtype=F64)
     with torch.no_grad():
-        d_0 = net(x_t, sigma, torch.zeros(N, dtype=F64))      # fake end
-        d_a = net(x_t, sigma, alpha)                          # mixture
-        d_1 = net(x_t, sigma, torch.ones(N, dtype=F64))       # data end
+        d_0 = net(x_t, sigma, torch.zeros(N, dtype=F64))  # fake end
+        d_a = net(x_t, sigma, alpha)  # mixture
+        d_1 = net(x_t, sigma, torch.ones(N, dtype=F64))  # data end
     xd = x.detach()
     # Eq. 10 in denoiser form: weight = mean|x - D_1| sqrt(mean (D_a - D_0)^2 / (mean (D_1 - D_0)^2 + 1e-6))
     weight = row_mean((xd - d_1).abs()) * torch.sqrt(row_mean((d_a - d_0) ** 2) / (row_mean((d_1 - d_0) ** 2) + 1e-6))
-    direction = (d_0 - d_a) / weight[:, None]               # d loss / dx; x moves along D_a - D_0
-    value = 0.5 * (direction ** 2).mean()
+    direction = (d_0 - d_a) / weight[:, None]  # d loss / dx; x moves along D_a - D_0
+    value = 0.5 * (direction**2).mean()
     surrogate = (x * direction).sum() / x.numel()
     sigma_gan = method.grid.draw(N).to(F64)
     x_gan = x + sigma_gan[:, None] * torch.randn(N, 2, dtype=F64)
     logit = head(net(x_gan, sigma_gan, torch.full((N,), 0.5, dtype=F64), return_features=True)[1])
     offset = torch.log(alpha / (1 - alpha)) if m.gan_offset else torch.zeros_like(alpha)
-    gan = F.softplus(-logit - offset).mean()               # Eq. 11
+    gan = F.softplus(-logit - offset).mean()  # Eq. 11
     return value + m.gan_gen_weight * gan, surrogate + m.gan_gen_weight * gan, direction
 
 
@@ -238,7 +240,7 @@ def test_generator_without_gan_is_the_weighted_direction(tiny_cfg):
     xd = x.detach()
     weight = row_mean((xd - d_1).abs()) * torch.sqrt(row_mean((d_a - d_0) ** 2) / (row_mean((d_1 - d_0) ** 2) + 1e-6))
     direction = (d_0 - d_a) / weight[:, None]
-    assert_same(got, (0.5 * (direction ** 2).mean(), torch.autograd.grad((x * direction).sum() / x.numel(), params)))
+    assert_same(got, (0.5 * (direction**2).mean(), torch.autograd.grad((x * direction).sum() / x.numel(), params)))
 
 
 def test_generator_moves_samples_towards_the_mixture_denoiser(tiny_cfg):

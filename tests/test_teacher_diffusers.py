@@ -17,10 +17,17 @@ from scoremix.errors import TeacherError  # noqa: E402
 
 def _tiny_unet(num_class_embeds=None, out_channels=3):
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=out_channels, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-                                 num_class_embeds=num_class_embeds)
+    unet = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=out_channels,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=num_class_embeds,
+    )
     with torch.no_grad():  # diffusers zero-initialises nothing important, but make every weight count
         for p in unet.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -44,9 +51,10 @@ def _reference_timestep(sigma: float, sigmas: np.ndarray) -> float:
     return float(np.interp(math.log(sigma), np.log(sigmas), np.arange(len(sigmas))))
 
 
-@pytest.mark.parametrize("prediction_type, layout, schedule", [
-    ("epsilon", "pipeline", "linear"), ("v_prediction", "unet", "squaredcos_cap_v2"),
-])
+@pytest.mark.parametrize(
+    "prediction_type, layout, schedule",
+    [("epsilon", "pipeline", "linear"), ("v_prediction", "unet", "squaredcos_cap_v2")],
+)
 def test_converted_denoiser_equals_closed_form_conversion(tmp_path, prediction_type, layout, schedule):
     from scoremix.teachers import load_teacher
 
@@ -54,9 +62,16 @@ def test_converted_denoiser_equals_closed_form_conversion(tmp_path, prediction_t
     folder, scheduler = _save(tmp_path, unet, layout, prediction_type=prediction_type, beta_schedule=schedule)
     teacher = load_teacher(folder)
     info = teacher.info
-    assert (info["kind"], info["arch"], info["precond"], info["resolution"], info["channels"],
-            info["num_classes"], info["net_config"], info["data_shape"]) == (
-        "diffusers", "UNet2DModel", prediction_type, 8, 3, 0, None, [3, 8, 8])
+    assert (
+        info["kind"],
+        info["arch"],
+        info["precond"],
+        info["resolution"],
+        info["channels"],
+        info["num_classes"],
+        info["net_config"],
+        info["data_shape"],
+    ) == ("diffusers", "UNet2DModel", prediction_type, 8, 3, 0, None, [3, 8, 8])
     assert info["parameters"] == sum(p.numel() for p in unet.parameters())
     abar = scheduler.alphas_cumprod.double().numpy()  # diffusers' own schedule (float32)
     sigmas = np.sqrt((1 - abar) / abar)
@@ -67,7 +82,7 @@ def test_converted_denoiser_equals_closed_form_conversion(tmp_path, prediction_t
     x = torch.randn(2, 3, 8, 8, generator=gen) * 3
     for sigma in (float(sigmas[10]), 0.37, 4.2, float(sigmas[-1])):
         t = _reference_timestep(sigma, sigmas)
-        a, s = 1 / math.sqrt(1 + sigma ** 2), sigma / math.sqrt(1 + sigma ** 2)
+        a, s = 1 / math.sqrt(1 + sigma**2), sigma / math.sqrt(1 + sigma**2)
         with torch.no_grad():
             out = unet(x * a, torch.full((2,), t)).sample
             expected = x - sigma * out if prediction_type == "epsilon" else a * (a * x) - s * out
@@ -92,8 +107,15 @@ def test_exact_prediction_gives_the_clean_image(tmp_path, prediction_type):
     x = y + sigma.reshape(-1, 1, 1, 1) * n
 
     def oracle(sample, timesteps, class_labels=None):
-        abar = torch.from_numpy(np.interp(timesteps.double().numpy(), np.arange(len(teacher.sigmas)),
-                                          1 / (1 + teacher.sigmas.numpy() ** 2))).reshape(-1, 1, 1, 1).float()
+        abar = (
+            torch.from_numpy(
+                np.interp(
+                    timesteps.double().numpy(), np.arange(len(teacher.sigmas)), 1 / (1 + teacher.sigmas.numpy() ** 2)
+                )
+            )
+            .reshape(-1, 1, 1, 1)
+            .float()
+        )
         a, s = abar.sqrt(), (1 - abar).sqrt()
         assert torch.allclose(sample, a * y + s * n, atol=2e-4)  # the network sees the VP-scaled sample
         target = {"epsilon": n, "v_prediction": a * n - s * y, "sample": y}[prediction_type]
@@ -126,12 +148,14 @@ def test_missing_or_unsupported_scheduler_is_refused(tmp_path):
     with pytest.raises(TeacherError, match="no scheduler_config.json") as err:
         load_diffusers_unet(str(tmp_path))
     assert "\n" not in str(err.value)
-    (tmp_path / "scheduler_config.json").write_text(json.dumps(
-        {"_class_name": "DDPMScheduler", "prediction_type": "flow"}))
+    (tmp_path / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "DDPMScheduler", "prediction_type": "flow"})
+    )
     with pytest.raises(TeacherError, match="prediction_type 'flow'"):
         load_diffusers_unet(str(tmp_path))
-    (tmp_path / "scheduler_config.json").write_text(json.dumps(
-        {"_class_name": "DDPMScheduler", "beta_schedule": "laplace"}))
+    (tmp_path / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "DDPMScheduler", "beta_schedule": "laplace"})
+    )
     with pytest.raises(TeacherError, match="beta_schedule 'laplace'"):
         load_diffusers_unet(str(tmp_path))
 
@@ -150,10 +174,17 @@ def test_center_input_sample_is_refused_in_one_line(tmp_path):
     from scoremix.teachers.diffusers_unet import load_diffusers_unet
 
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
-                                 center_input_sample=True)
+    unet = diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        center_input_sample=True,
+    )
     folder, _ = _save(tmp_path, unet, "unet")
     with pytest.raises(TeacherError, match="center_input_sample=true") as err:
         load_diffusers_unet(folder)
@@ -167,13 +198,31 @@ def test_distilling_a_diffusers_teacher_is_refused_in_one_line(tmp_path, capsys,
     from scoremix.cli import main
 
     torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    unet = diffusers.UNet2DModel(
+        sample_size=32,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     folder, _ = _save(tmp_path / "unet-folder", unet, "pipeline")
     out = tmp_path / "student"
-    code = main(["train", "--config", preset, f"method.teacher={folder}", "data.resolution=32", "--out", str(out),
-                 "steps=1", "progress=false"])
+    code = main(
+        [
+            "train",
+            "--config",
+            preset,
+            f"method.teacher={folder}",
+            "data.resolution=32",
+            "--out",
+            str(out),
+            "steps=1",
+            "progress=false",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ")

@@ -55,14 +55,19 @@ class Persistent:
         self.reconstruct, self.class_name, self.state, self.module_src = reconstruct, class_name, state, module_src
 
     def __reduce__(self):
-        meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name,
-                    state=self.state)
+        meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name, state=self.state)
         return (self.reconstruct, (meta,), None)
 
 
-_EDM_NAMES = {torch.nn.Linear: "Linear", torch.nn.GroupNorm: "GroupNorm", ResampleConv2d: "Conv2d",
-              ResidualBlock: "UNetBlock", NoiseLevelEmbedding: "PositionalEmbedding", DDPMpp: "SongUNet",
-              ADM: "DhariwalUNet"}
+_EDM_NAMES = {
+    torch.nn.Linear: "Linear",
+    torch.nn.GroupNorm: "GroupNorm",
+    ResampleConv2d: "Conv2d",
+    ResidualBlock: "UNetBlock",
+    NoiseLevelEmbedding: "PositionalEmbedding",
+    DDPMpp: "SongUNet",
+    ADM: "DhariwalUNet",
+}
 
 
 def _record(module: torch.nn.Module, reconstruct, module_src: str, init_kwargs=None):
@@ -76,16 +81,29 @@ def _record(module: torch.nn.Module, reconstruct, module_src: str, init_kwargs=N
         container = torch.nn.ModuleDict()
         container.__dict__["_modules"] = children  # pickles as the real torch class + its __dict__
         return container
-    state = dict(training=False,
-                 _parameters=OrderedDict((k, torch.nn.Parameter(v.detach().clone(), requires_grad=False))
-                                         for k, v in module._parameters.items() if v is not None),
-                 _buffers=OrderedDict((k, None if v is None else v.clone()) for k, v in module._buffers.items()),
-                 _non_persistent_buffers_set=set(), _backward_hooks=OrderedDict(), _forward_hooks=OrderedDict(),
-                 _modules=children, _init_args=(), _init_kwargs=init_kwargs or {})
+    state = dict(
+        training=False,
+        _parameters=OrderedDict(
+            (k, torch.nn.Parameter(v.detach().clone(), requires_grad=False))
+            for k, v in module._parameters.items()
+            if v is not None
+        ),
+        _buffers=OrderedDict((k, None if v is None else v.clone()) for k, v in module._buffers.items()),
+        _non_persistent_buffers_set=set(),
+        _backward_hooks=OrderedDict(),
+        _forward_hooks=OrderedDict(),
+        _modules=children,
+        _init_args=(),
+        _init_kwargs=init_kwargs or {},
+    )
     if isinstance(module, ResidualBlock):
         state["skip_scale"] = np.float64(module.skip_scale)  # EDM stores np.sqrt(0.5) here
-        state["_init_kwargs"] = dict(in_channels=module.in_channels, out_channels=module.out_channels,
-                                     skip_scale=np.float64(module.skip_scale), eps=np.float32(1e-6))
+        state["_init_kwargs"] = dict(
+            in_channels=module.in_channels,
+            out_channels=module.out_channels,
+            skip_scale=np.float64(module.skip_scale),
+            eps=np.float32(1e-6),
+        )
     return Persistent(reconstruct, _EDM_NAMES[type(module)], state, module_src)
 
 
@@ -94,55 +112,143 @@ def _randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 if p.ndim > 1 else 0.1) + (1.0 if "norm" in name and name.endswith("weight") else 0.0))
+            p.copy_(
+                torch.randn(p.shape, generator=gen) * (0.3 if p.ndim > 1 else 0.1)
+                + (1.0 if "norm" in name and name.endswith("weight") else 0.0)
+            )
     return net.eval()
 
 
-DDPM_ARGS = dict(img_resolution=8, in_channels=3, out_channels=3, label_dim=0, augment_dim=9, model_channels=16,
-                 channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4], dropout=0.13,
-                 embedding_type="positional", channel_mult_noise=1, encoder_type="standard",
-                 decoder_type="standard", resample_filter=[1, 1])
-ADM_ARGS = dict(img_resolution=8, in_channels=3, out_channels=3, label_dim=10, augment_dim=0, model_channels=32,
-                channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4], dropout=0.1)
+DDPM_ARGS = dict(
+    img_resolution=8,
+    in_channels=3,
+    out_channels=3,
+    label_dim=0,
+    augment_dim=9,
+    model_channels=16,
+    channel_mult=[1, 2],
+    num_blocks=1,
+    attn_resolutions=[4],
+    dropout=0.13,
+    embedding_type="positional",
+    channel_mult_noise=1,
+    encoder_type="standard",
+    decoder_type="standard",
+    resample_filter=[1, 1],
+)
+ADM_ARGS = dict(
+    img_resolution=8,
+    in_channels=3,
+    out_channels=3,
+    label_dim=10,
+    augment_dim=0,
+    model_channels=32,
+    channel_mult=[1, 2],
+    num_blocks=1,
+    attn_resolutions=[4],
+    dropout=0.1,
+)
 
 
 def _build_ddpmpp():
-    return _randomise(DDPMpp(img_resolution=8, in_channels=3, out_channels=3, model_channels=16,
-                             channel_mult=(1, 2), num_blocks=1, attn_resolutions=(4,), dropout=0.13), seed=1)
+    return _randomise(
+        DDPMpp(
+            img_resolution=8,
+            in_channels=3,
+            out_channels=3,
+            model_channels=16,
+            channel_mult=(1, 2),
+            num_blocks=1,
+            attn_resolutions=(4,),
+            dropout=0.13,
+        ),
+        seed=1,
+    )
 
 
 def _build_adm():
-    return _randomise(ADM(img_resolution=8, in_channels=3, out_channels=3, model_channels=32, channel_mult=(1, 2),
-                          num_blocks=1, attn_resolutions=(4,), dropout=0.1, num_classes=10), seed=2)
+    return _randomise(
+        ADM(
+            img_resolution=8,
+            in_channels=3,
+            out_channels=3,
+            model_channels=32,
+            channel_mult=(1, 2),
+            num_blocks=1,
+            attn_resolutions=(4,),
+            dropout=0.1,
+            num_classes=10,
+        ),
+        seed=2,
+    )
 
 
-def write_edm_pickle(path, monkeypatch, net, precond_class: str, model_class: str, model_args: dict,
-                     precond_state: dict | None = None, module_src: str = "", edit_state=None, extra=None):
+def write_edm_pickle(
+    path,
+    monkeypatch,
+    net,
+    precond_class: str,
+    model_class: str,
+    model_args: dict,
+    precond_state: dict | None = None,
+    module_src: str = "",
+    edit_state=None,
+    extra=None,
+):
     """Write `net` as EDM's training loop would: dict(ema=<precond(model)>, loss_fn, augment_pipe, ...)."""
     reconstruct = _install_fake_persistence(monkeypatch)._reconstruct_persistent_obj
     model = _record(net, reconstruct, module_src, init_kwargs=dict(model_args))
     model.class_name = model_class
     if model_args.get("augment_dim"):  # EDM's CIFAR-10 nets carry an augmentation embedding
         weight = torch.nn.Parameter(torch.randn(model_args["model_channels"], model_args["augment_dim"]))
-        model.state["_modules"]["map_augment"] = Persistent(reconstruct, "Linear", dict(
-            training=False, _parameters=OrderedDict(weight=weight), _buffers=OrderedDict(),
-            _modules=OrderedDict()), module_src)
+        model.state["_modules"]["map_augment"] = Persistent(
+            reconstruct,
+            "Linear",
+            dict(
+                training=False, _parameters=OrderedDict(weight=weight), _buffers=OrderedDict(), _modules=OrderedDict()
+            ),
+            module_src,
+        )
     if edit_state is not None:
         edit_state(model.state)
-    wrapper_kwargs = dict(img_resolution=model_args["img_resolution"], img_channels=model_args["in_channels"],
-                          label_dim=model_args["label_dim"], use_fp16=False, model_type=model_class,
-                          **{k: v for k, v in model_args.items()
-                             if k not in ("img_resolution", "in_channels", "out_channels", "label_dim")})
-    state = dict(training=False, _parameters=OrderedDict(), _buffers=OrderedDict(),
-                 _modules=OrderedDict(model=model), img_resolution=model_args["img_resolution"],
-                 img_channels=model_args["in_channels"], label_dim=model_args["label_dim"], use_fp16=False,
-                 _init_args=(), _init_kwargs=wrapper_kwargs)
+    wrapper_kwargs = dict(
+        img_resolution=model_args["img_resolution"],
+        img_channels=model_args["in_channels"],
+        label_dim=model_args["label_dim"],
+        use_fp16=False,
+        model_type=model_class,
+        **{
+            k: v
+            for k, v in model_args.items()
+            if k not in ("img_resolution", "in_channels", "out_channels", "label_dim")
+        },
+    )
+    state = dict(
+        training=False,
+        _parameters=OrderedDict(),
+        _buffers=OrderedDict(),
+        _modules=OrderedDict(model=model),
+        img_resolution=model_args["img_resolution"],
+        img_channels=model_args["in_channels"],
+        label_dim=model_args["label_dim"],
+        use_fp16=False,
+        _init_args=(),
+        _init_kwargs=wrapper_kwargs,
+    )
     state.update(precond_state or {})
     ema = Persistent(reconstruct, precond_class, state, module_src)
-    loss_fn = Persistent(reconstruct, "VPLoss", dict(beta_d=19.9, beta_min=0.1, epsilon_t=1e-5,
-                                                     _init_args=(), _init_kwargs={}), module_src)
-    data = dict(ema=ema, loss_fn=loss_fn, augment_pipe=None,
-                dataset_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="cifar10.zip"))
+    loss_fn = Persistent(
+        reconstruct,
+        "VPLoss",
+        dict(beta_d=19.9, beta_min=0.1, epsilon_t=1e-5, _init_args=(), _init_kwargs={}),
+        module_src,
+    )
+    data = dict(
+        ema=ema,
+        loss_fn=loss_fn,
+        augment_pipe=None,
+        dataset_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="cifar10.zip"),
+    )
     data.update(extra or {})
     with open(path, "wb") as f:
         pickle.dump(data, f)
@@ -171,13 +277,27 @@ def test_vp_ddpmpp_pickle_reproduces_vp_preconditioned_forward_in_float64(tmp_pa
     from scoremix.teachers import load_teacher
 
     net = _build_ddpmpp()
-    path = write_edm_pickle(tmp_path / "edm-tiny-vp.pkl", monkeypatch, net, "VPPrecond", "SongUNet", DDPM_ARGS,
-                            VP_STATE, module_src=_marker_source(marker))
+    path = write_edm_pickle(
+        tmp_path / "edm-tiny-vp.pkl",
+        monkeypatch,
+        net,
+        "VPPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        VP_STATE,
+        module_src=_marker_source(marker),
+    )
     teacher = load_teacher(str(path))
     assert not marker.exists()
     info = teacher.info
-    assert (info["kind"], info["arch"], info["precond"], info["resolution"], info["channels"],
-            info["num_classes"]) == ("edm-pickle", "ddpmpp", "vp", 8, 3, 0)
+    assert (info["kind"], info["arch"], info["precond"], info["resolution"], info["channels"], info["num_classes"]) == (
+        "edm-pickle",
+        "ddpmpp",
+        "vp",
+        8,
+        3,
+        0,
+    )
     assert info["parameters"] == sum(p.numel() for p in net.parameters())
     assert info["net_config"]["channel_mult"] == [1, 2] and info["net_config"]["dropout"] == pytest.approx(0.13)
     assert info["data_shape"] == [3, 8, 8] and info["dropped"] == ["map_augment"]
@@ -188,10 +308,10 @@ def test_vp_ddpmpp_pickle_reproduces_vp_preconditioned_forward_in_float64(tmp_pa
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3, 3, 8, 8, generator=gen, dtype=torch.float64) * 2
     for sigma in (0.01, 0.7, 5.0, 80.0):
-        t = (math.sqrt(0.1 ** 2 + 2 * 19.9 * math.log(1 + sigma ** 2)) - 0.1) / 19.9
+        t = (math.sqrt(0.1**2 + 2 * 19.9 * math.log(1 + sigma**2)) - 0.1) / 19.9
         c_noise = torch.full((3,), 999 * t, dtype=torch.float64)
         with torch.no_grad():
-            F_x = ref((x / math.sqrt(sigma ** 2 + 1)).float(), c_noise).double()
+            F_x = ref((x / math.sqrt(sigma**2 + 1)).float(), c_noise).double()
             expected = x - sigma * F_x
             got = teacher(x.float(), torch.full((3,), sigma)).double()
         scale = expected.abs().max()
@@ -205,6 +325,7 @@ def test_vp_ddpmpp_pickle_reproduces_vp_preconditioned_forward_in_float64(tmp_pa
     assert feats.shape == (3, 32, 4, 4)
     from scoremix.config import NetConfig
     from scoremix.nets.build import build_backbone, build_denoiser
+
     cfg = NetConfig(**info["net_config"])
     rebuilt = build_denoiser(build_backbone(cfg, tuple(info["data_shape"])), cfg, info["sigma_data"])
     rebuilt.load_state_dict(teacher.state_dict())
@@ -216,9 +337,16 @@ def test_edm_adm_pickle_reproduces_edm_forward_with_integer_and_one_hot_labels(t
     from scoremix.teachers.edm_pickle import load_edm_pickle
 
     net = _build_adm()
-    path = write_edm_pickle(tmp_path / "edm-tiny-cond-adm.pkl", monkeypatch, net, "EDMPrecond", "DhariwalUNet",
-                            ADM_ARGS, dict(sigma_min=0, sigma_max=float("inf"), sigma_data=0.5),
-                            module_src=_marker_source(marker))
+    path = write_edm_pickle(
+        tmp_path / "edm-tiny-cond-adm.pkl",
+        monkeypatch,
+        net,
+        "EDMPrecond",
+        "DhariwalUNet",
+        ADM_ARGS,
+        dict(sigma_min=0, sigma_max=float("inf"), sigma_data=0.5),
+        module_src=_marker_source(marker),
+    )
     teacher = load_edm_pickle(str(path))
     assert (teacher.info["arch"], teacher.info["precond"], teacher.info["num_classes"]) == ("adm", "edm", 10)
     assert teacher.info["sigma_max"] is None and teacher.info["sigma_data"] == 0.5
@@ -230,26 +358,38 @@ def test_edm_adm_pickle_reproduces_edm_forward_with_integer_and_one_hot_labels(t
     one_hot = torch.nn.functional.one_hot(labels, 10).double()
     sd = 0.5
     for sigma in (0.05, 1.0, 40.0):
-        var = sigma ** 2 + sd ** 2
+        var = sigma**2 + sd**2
         with torch.no_grad():
-            F_x = ref((x / math.sqrt(var)).float(), torch.full((4,), math.log(sigma) / 4, dtype=torch.float64),
-                      labels=one_hot.float()).double()
-            expected = sd ** 2 / var * x + sigma * sd / math.sqrt(var) * F_x
+            F_x = ref(
+                (x / math.sqrt(var)).float(),
+                torch.full((4,), math.log(sigma) / 4, dtype=torch.float64),
+                labels=one_hot.float(),
+            ).double()
+            expected = sd**2 / var * x + sigma * sd / math.sqrt(var) * F_x
             got_int = teacher(x.float(), sigma, labels=labels).double()
             got_hot = teacher(x.float(), sigma, labels=one_hot.float()).double()
         scale = expected.abs().max()
         assert (got_int - expected).abs().max() <= 2e-5 * scale, sigma
         assert torch.equal(got_int, got_hot)
     with torch.no_grad():  # the label matters
-        assert not torch.allclose(teacher(x.float(), 1.0, labels=labels), teacher(x.float(), 1.0, labels=labels.flip(0)))
+        assert not torch.allclose(
+            teacher(x.float(), 1.0, labels=labels), teacher(x.float(), 1.0, labels=labels.flip(0))
+        )
 
 
 def test_ve_ddpmpp_pickle_uses_ve_preconditioning(tmp_path, monkeypatch):
     from scoremix.teachers.edm_pickle import load_edm_pickle
 
     net = _build_ddpmpp()
-    path = write_edm_pickle(tmp_path / "edm-tiny-ve-ddpmpp.pkl", monkeypatch, net, "VEPrecond", "SongUNet",
-                            DDPM_ARGS, dict(sigma_min=0.02, sigma_max=100))
+    path = write_edm_pickle(
+        tmp_path / "edm-tiny-ve-ddpmpp.pkl",
+        monkeypatch,
+        net,
+        "VEPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        dict(sigma_min=0.02, sigma_max=100),
+    )
     teacher = load_edm_pickle(str(path))
     assert teacher.info["precond"] == "ve" and (teacher.info["sigma_min"], teacher.info["sigma_max"]) == (0.02, 100)
     ref = _build_ddpmpp()
@@ -278,24 +418,39 @@ def test_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, monkey
     from scoremix.teachers import load_teacher
 
     touch = f"open({str(marker)!r}, 'w').write('x')"
-    payload = {"os.system": _Reduce(os.system, (f"touch {marker}",)),
-               "builtins.exec": _Reduce(exec, (touch,)),
-               "subprocess.Popen": _Reduce(subprocess.Popen, ([sys.executable, "-c", touch],)),
-               "eval-in-tensor-slot": _Reduce(eval, (touch,))}[attack]
+    payload = {
+        "os.system": _Reduce(os.system, (f"touch {marker}",)),
+        "builtins.exec": _Reduce(exec, (touch,)),
+        "subprocess.Popen": _Reduce(subprocess.Popen, ([sys.executable, "-c", touch],)),
+        "eval-in-tensor-slot": _Reduce(eval, (touch,)),
+    }[attack]
 
     def plant(state):  # hide the payload inside the network, where a tensor would be
         if attack == "eval-in-tensor-slot":
             state["_modules"]["map_layer0"].state["_parameters"]["weight"] = payload
 
     extra = {} if attack == "eval-in-tensor-slot" else {"dataset_kwargs": {"path": payload}}
-    path = write_edm_pickle(tmp_path / "evil.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
-                            DDPM_ARGS, VP_STATE, edit_state=plant, extra=extra)
+    path = write_edm_pickle(
+        tmp_path / "evil.pkl",
+        monkeypatch,
+        _build_ddpmpp(),
+        "VPPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        VP_STATE,
+        edit_state=plant,
+        extra=extra,
+    )
     with pytest.raises(TeacherError) as err:
         load_teacher(str(path))
     message = str(err.value)
     assert "\n" not in message and "refused" in message and "could run code" in message
-    assert {"os.system": "system", "builtins.exec": "builtins.exec", "subprocess.Popen": "subprocess.Popen",
-            "eval-in-tensor-slot": "builtins.eval"}[attack] in message
+    assert {
+        "os.system": "system",
+        "builtins.exec": "builtins.exec",
+        "subprocess.Popen": "subprocess.Popen",
+        "eval-in-tensor-slot": "builtins.eval",
+    }[attack] in message
     # `marker` fixture: the file was never created
 
 
@@ -303,10 +458,19 @@ def test_plain_pickle_load_of_the_same_file_would_have_run_the_embedded_code(tmp
     """Control: the embedded source of the test files does run under an unrestricted reconstruct, so the
     loader tests above would notice if the loader executed it."""
     net = _build_ddpmpp()
-    path = write_edm_pickle(tmp_path / "edm.pkl", monkeypatch, net, "VPPrecond", "SongUNet", DDPM_ARGS, VP_STATE,
-                            module_src=_marker_source(marker))
+    path = write_edm_pickle(
+        tmp_path / "edm.pkl",
+        monkeypatch,
+        net,
+        "VPPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        VP_STATE,
+        module_src=_marker_source(marker),
+    )
     sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj.__code__ = (
-        (lambda meta: exec(meta["module_src"], {})).__code__)
+        lambda meta: exec(meta["module_src"], {})
+    ).__code__
     with open(path, "rb") as f:
         pickle.load(f)
     assert marker.exists()
@@ -326,8 +490,9 @@ def _probe_module(monkeypatch, marker):
 
 
 @pytest.mark.parametrize("opcode, code", [(pickle.EXT1, 241), (pickle.EXT2, 0xF1F1), (pickle.EXT4, 0x7F00F1F1)])
-def test_ext_opcodes_are_refused_even_when_copyregs_cache_holds_the_callable(tmp_path, monkeypatch, marker, opcode,
-                                                                            code):
+def test_ext_opcodes_are_refused_even_when_copyregs_cache_holds_the_callable(
+    tmp_path, monkeypatch, marker, opcode, code
+):
     """EXT1/EXT2/EXT4 push copyreg's cached extension objects without asking find_class: once any earlier
     unpickling in the process has resolved the code, an allow-list in find_class alone is bypassed."""
     import copyreg
@@ -384,6 +549,7 @@ def test_torch_floor_is_declared_and_checked(tmp_path, monkeypatch):
     """torch < 2.10 has published flaws in the weights_only loader that reads the storages: pyproject.toml
     requires 2.10 and the loader refuses an older torch before reading anything."""
     import re
+
     import tomllib
 
     from scoremix.teachers import safe_pickle
@@ -395,8 +561,9 @@ def test_torch_floor_is_declared_and_checked(tmp_path, monkeypatch):
     floor = re.fullmatch(r"torch>=(\d+)\.(\d+)", torch_dep.replace(" ", ""))
     assert floor and tuple(map(int, floor.groups())) == safe_pickle.MIN_TORCH >= (2, 10)
 
-    path = write_edm_pickle(tmp_path / "edm.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
-                            DDPM_ARGS, VP_STATE)
+    path = write_edm_pickle(
+        tmp_path / "edm.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet", DDPM_ARGS, VP_STATE
+    )
     for old in ("2.5.1", "2.9.1+cu128", "2.10.0a0"):
         monkeypatch.setattr(torch, "__version__", old)
         with pytest.raises(TeacherError, match=r"install torch>=2\.10") as err:
@@ -414,9 +581,19 @@ def test_shape_mismatch_is_refused_with_the_parameter_name(tmp_path, monkeypatch
         conv = state["_modules"]["enc"].__dict__["_modules"]["8x8_conv"]
         conv.state["_parameters"]["weight"] = torch.nn.Parameter(torch.zeros(16, 3, 1, 1))
 
-    path = write_edm_pickle(tmp_path / "bad-shape.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
-                            DDPM_ARGS, VP_STATE, edit_state=shrink)
-    with pytest.raises(TeacherError, match=r"model\.enc\.8x8_conv\.weight has shape \(16, 3, 1, 1\) but a ddpmpp") as err:
+    path = write_edm_pickle(
+        tmp_path / "bad-shape.pkl",
+        monkeypatch,
+        _build_ddpmpp(),
+        "VPPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        VP_STATE,
+        edit_state=shrink,
+    )
+    with pytest.raises(
+        TeacherError, match=r"model\.enc\.8x8_conv\.weight has shape \(16, 3, 1, 1\) but a ddpmpp"
+    ) as err:
         load_edm_pickle(str(path))
     assert "\n" not in str(err.value)
 
@@ -427,31 +604,54 @@ def test_missing_and_extra_parameters_are_refused(tmp_path, monkeypatch):
     def drop(state):
         del state["_modules"]["map_layer1"].state["_parameters"]["bias"]
 
-    path = write_edm_pickle(tmp_path / "missing.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
-                            DDPM_ARGS, VP_STATE, edit_state=drop)
+    path = write_edm_pickle(
+        tmp_path / "missing.pkl",
+        monkeypatch,
+        _build_ddpmpp(),
+        "VPPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        VP_STATE,
+        edit_state=drop,
+    )
     with pytest.raises(TeacherError, match=r"lacks model\.map_layer1\.bias"):
         load_edm_pickle(str(path))
 
     args = dict(DDPM_ARGS, num_blocks=2)  # recorded settings disagree with the weights
-    path = write_edm_pickle(tmp_path / "wrong-args.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
-                            args, VP_STATE)
+    path = write_edm_pickle(
+        tmp_path / "wrong-args.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet", args, VP_STATE
+    )
     with pytest.raises(TeacherError, match="lacks model.enc.8x8_block1"):
         load_edm_pickle(str(path))
 
 
-@pytest.mark.parametrize("precond_class, model_class, args, match", [
-    ("iDDPMPrecond", "SongUNet", DDPM_ARGS, "iDDPMPrecond' is not supported"),
-    ("MysteryPrecond", "SongUNet", DDPM_ARGS, "'MysteryPrecond' is not supported"),
-    ("VPPrecond", "StyleGAN", DDPM_ARGS, "'StyleGAN' is not supported"),
-    ("VEPrecond", "SongUNet", dict(DDPM_ARGS, embedding_type="fourier", channel_mult_noise=2,
-                                   encoder_type="residual", resample_filter=[1, 3, 3, 1]), "NCSN\\+\\+ .*not supported"),
-    ("VPPrecond", "SongUNet", dict(DDPM_ARGS, mystery_option=True), "mystery_option"),
-])
+@pytest.mark.parametrize(
+    "precond_class, model_class, args, match",
+    [
+        ("iDDPMPrecond", "SongUNet", DDPM_ARGS, "iDDPMPrecond' is not supported"),
+        ("MysteryPrecond", "SongUNet", DDPM_ARGS, "'MysteryPrecond' is not supported"),
+        ("VPPrecond", "StyleGAN", DDPM_ARGS, "'StyleGAN' is not supported"),
+        (
+            "VEPrecond",
+            "SongUNet",
+            dict(
+                DDPM_ARGS,
+                embedding_type="fourier",
+                channel_mult_noise=2,
+                encoder_type="residual",
+                resample_filter=[1, 3, 3, 1],
+            ),
+            "NCSN\\+\\+ .*not supported",
+        ),
+        ("VPPrecond", "SongUNet", dict(DDPM_ARGS, mystery_option=True), "mystery_option"),
+    ],
+)
 def test_unknown_classes_and_architectures_are_refused(tmp_path, monkeypatch, precond_class, model_class, args, match):
     from scoremix.teachers.edm_pickle import load_edm_pickle
 
-    path = write_edm_pickle(tmp_path / "other.pkl", monkeypatch, _build_ddpmpp(), precond_class, model_class, args,
-                            VP_STATE)
+    path = write_edm_pickle(
+        tmp_path / "other.pkl", monkeypatch, _build_ddpmpp(), precond_class, model_class, args, VP_STATE
+    )
     with pytest.raises(TeacherError, match=match) as err:
         load_edm_pickle(str(path))
     assert "\n" not in str(err.value)
@@ -460,8 +660,15 @@ def test_unknown_classes_and_architectures_are_refused(tmp_path, monkeypatch, pr
 def test_non_default_vp_constants_and_non_edm_files_are_refused(tmp_path, monkeypatch):
     from scoremix.teachers.edm_pickle import load_edm_pickle
 
-    path = write_edm_pickle(tmp_path / "vp-other.pkl", monkeypatch, _build_ddpmpp(), "VPPrecond", "SongUNet",
-                            DDPM_ARGS, dict(VP_STATE, beta_d=10.0))
+    path = write_edm_pickle(
+        tmp_path / "vp-other.pkl",
+        monkeypatch,
+        _build_ddpmpp(),
+        "VPPrecond",
+        "SongUNet",
+        DDPM_ARGS,
+        dict(VP_STATE, beta_d=10.0),
+    )
     with pytest.raises(TeacherError, match="VP constants"):
         load_edm_pickle(str(path))
 

@@ -9,8 +9,10 @@ from scoremix.trainer import Trainer
 
 
 def test_short_ring8_run_improves_every_metric(tmp_path):
-    cfg = load_config("ring8", ["steps=1500", "progress=false", "sample_every=0", "ckpt_every=0",
-                                "eval.samples=2000", "log_every=500"])
+    cfg = load_config(
+        "ring8",
+        ["steps=1500", "progress=false", "sample_every=0", "ckpt_every=0", "eval.samples=2000", "log_every=500"],
+    )
     trainer = Trainer(cfg, str(tmp_path / "run"))
     before = trainer.evaluate()["raw"]
     after = trainer.fit()["ema"]

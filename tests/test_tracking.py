@@ -84,8 +84,17 @@ def test_wandb_gets_the_tensorboard_scalars_pictures_and_config(tiny_cfg, tmp_pa
     board = FakeSummaryWriter()
     monkeypatch.setattr("scoremix.tracking._open_tensorboard", lambda run_dir: board)
     run_dir = str(tmp_path / "run")
-    cfg = _train(tiny_cfg, run_dir, wandb=True, **{"log.wandb_project": "proj", "log.wandb_name": "trial-1",
-                                                    "log.wandb_mode": "offline", "train.tensorboard": True})
+    cfg = _train(
+        tiny_cfg,
+        run_dir,
+        wandb=True,
+        **{
+            "log.wandb_project": "proj",
+            "log.wandb_name": "trial-1",
+            "log.wandb_mode": "offline",
+            "train.tensorboard": True,
+        },
+    )
     (run,) = wandb.runs
     assert run.kwargs["project"] == "proj" and run.kwargs["name"] == "trial-1" and run.kwargs["mode"] == "offline"
     assert run.kwargs["dir"] == run_dir and run.kwargs["config"] == cfg.to_dict()
@@ -163,11 +172,11 @@ def read_offline_run(path: str) -> list:
         if left < 7:  # a block's tail too short for a chunk header is padding
             pos += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0 and length == 0:
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == 1:
             chunks.append(chunk)
         elif kind == 2:
@@ -214,5 +223,6 @@ def test_real_wandb_offline_run_holds_the_scalars_pictures_and_config(tiny_cfg, 
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 assert history[step][key] == pytest.approx(value, rel=1e-6), (step, key)
     assert [history[s]["samples/caption"] for s in (0, 3, 6)] == ["init", "step-0000003", "final"]
-    assert all(os.path.isfile(os.path.join(os.path.dirname(path), "files", history[s]["samples/path"]))
-               for s in (0, 3, 6))
+    assert all(
+        os.path.isfile(os.path.join(os.path.dirname(path), "files", history[s]["samples/path"])) for s in (0, 3, 6)
+    )

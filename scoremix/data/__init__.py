@@ -28,7 +28,7 @@ class ToySource:
 
     def next_batch(self):
         x = self.dist.sample(self.batch_size * self.world_size, self.generator)
-        return x[self.rank * self.batch_size:(self.rank + 1) * self.batch_size], None
+        return x[self.rank * self.batch_size : (self.rank + 1) * self.batch_size], None
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -50,8 +50,17 @@ class DatasetSource:
     by DataLoader worker processes ahead of time (see `scoremix.data.loader`); flips are drawn here either way.
     """
 
-    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 flip: bool = False, use_labels: bool = False, workers: int = 0):
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        flip: bool = False,
+        use_labels: bool = False,
+        workers: int = 0,
+    ):
         self.dataset = dataset
         self.shape = tuple(dataset.shape)
         self.num_classes = dataset.num_classes if use_labels else 0
@@ -77,13 +86,13 @@ class DatasetSource:
         need = self.batch_size * self.world_size
         while need > 0:
             order = self._epoch_order(epoch)
-            take = order[cursor:cursor + need]
+            take = order[cursor : cursor + need]
             picks.append(take)
             need -= len(take)
             cursor += len(take)
             if cursor >= len(order):
                 epoch, cursor = epoch + 1, 0
-        block = np.concatenate(picks)[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        block = np.concatenate(picks)[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         return block, epoch, cursor
 
     def next_batch(self):
@@ -99,7 +108,7 @@ class DatasetSource:
             x, labels = self.dataset.get(indices)
         if self.flip:
             mask = torch.rand(x.shape[0] * self.world_size, generator=self.flip_generator) < 0.5
-            mask = mask[self.rank * x.shape[0]:(self.rank + 1) * x.shape[0]]
+            mask = mask[self.rank * x.shape[0] : (self.rank + 1) * x.shape[0]]
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
         return x, (labels if self.use_labels else None)
 
@@ -168,8 +177,13 @@ def build_dataset(data_cfg, part: str = "train"):
     else:
         from .images import load_image_dataset
 
-        dataset = load_image_dataset(data_cfg.source, path=data_cfg.path, resolution=data_cfg.resolution,
-                                     channels=data_cfg.channels, use_labels=data_cfg.conditional)
+        dataset = load_image_dataset(
+            data_cfg.source,
+            path=data_cfg.path,
+            resolution=data_cfg.resolution,
+            channels=data_cfg.channels,
+            use_labels=data_cfg.conditional,
+        )
     holdout = getattr(data_cfg, "holdout", 0)
     if part == "all" or not holdout:
         if part == "holdout":
@@ -183,8 +197,16 @@ def build_source(data_cfg, batch_size: int, seed: int, rank: int = 0, world_size
     if data_cfg.source in TOYS:
         return ToySource(data_cfg.source, batch_size, seed, rank, world_size)
     dataset = dataset if dataset is not None else build_dataset(data_cfg)
-    return DatasetSource(dataset, batch_size, seed, rank, world_size, flip=data_cfg.flip,
-                         use_labels=data_cfg.conditional, workers=data_cfg.workers)
+    return DatasetSource(
+        dataset,
+        batch_size,
+        seed,
+        rank,
+        world_size,
+        flip=data_cfg.flip,
+        use_labels=data_cfg.conditional,
+        workers=data_cfg.workers,
+    )
 
 
 def reference_samples(data_cfg, n: int, seed: int, dataset=None):

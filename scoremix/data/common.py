@@ -11,7 +11,6 @@ import torch
 from ..errors import DataError
 from .transforms import _convert_channels, _resize, _to_unit_range
 
-
 IMAGE_SOURCES = ("digits", "mnist", "folder", "npz", "npy", "zip", "cifar10", "imagenet64")
 
 
@@ -133,9 +132,7 @@ class ImageDataset:
         idx = idx.astype(np.int64)
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self._length:
-            raise IndexError(
-                f"index {lo if lo < 0 else hi} out of range for {self.name} with {self._length} images"
-            )
+            raise IndexError(f"index {lo if lo < 0 else hi} out of range for {self.name} with {self._length} images")
         return idx
 
     def _postprocess(self, raw) -> torch.Tensor:
@@ -162,7 +159,9 @@ class ImageDataset:
 def _check_options(resolution, channels) -> None:
     if resolution is not None:
         if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 1:
-            raise DataError(f"resolution must be a positive integer; got {resolution!r}: set data.resolution=N or leave it unset")
+            raise DataError(
+                f"resolution must be a positive integer; got {resolution!r}: set data.resolution=N or leave it unset"
+            )
     if channels is not None:
         if isinstance(channels, bool) or channels not in (1, 3):
             raise DataError(f"channels must be 1 or 3; got {channels!r}: set data.channels=1 or data.channels=3")
@@ -178,7 +177,12 @@ def _labels_array(values, where: str, num_classes: int | None = None, first: int
             "store one integer per image (not one-hot vectors)"
         )
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+        if (
+            arr.dtype == bool
+            or not np.issubdtype(arr.dtype, np.floating)
+            or not np.all(np.isfinite(arr))
+            or np.any(arr != np.round(arr))
+        ):
             raise DataError(f"labels in {where} must be integers; got dtype {arr.dtype}: store integer class ids")
     arr = arr.astype(np.int64) - first
     if arr.size:
@@ -251,8 +255,14 @@ class ArrayImageDataset(ImageDataset):
         else:
             raise ValueError(f"unknown layout {layout!r}")
         super().__init__(
-            name=name, length=n, src_shape=src, labels=labels, num_classes=num_classes,
-            resolution=resolution, channels=channels, pad=pad,
+            name=name,
+            length=n,
+            src_shape=src,
+            labels=labels,
+            num_classes=num_classes,
+            resolution=resolution,
+            channels=channels,
+            pad=pad,
         )
         self._array = images
         self._layout = layout

@@ -8,7 +8,9 @@ from ..errors import DataError
 from .common import ArrayImageDataset, _check_options
 
 
-def load_digits_dataset(resolution: int | None = None, channels: int | None = None, use_labels: bool = True) -> ArrayImageDataset:
+def load_digits_dataset(
+    resolution: int | None = None, channels: int | None = None, use_labels: bool = True
+) -> ArrayImageDataset:
     """scikit-learn's 1797 8x8 handwritten digits (16 grey levels 0..16 -> [-1, 1]), 10 classes.
     Kept at 8x8 unless ``resolution`` is given."""
     _check_options(resolution, channels)
@@ -22,6 +24,12 @@ def load_digits_dataset(resolution: int | None = None, channels: int | None = No
     if resolution == 8:
         resolution = None
     return ArrayImageDataset(
-        images, layout="NHW", value_range=(0.0, 16.0), labels=labels, num_classes=10, name="digits",
-        resolution=resolution, channels=channels,
+        images,
+        layout="NHW",
+        value_range=(0.0, 16.0),
+        labels=labels,
+        num_classes=10,
+        name="digits",
+        resolution=resolution,
+        channels=channels,
     )

@@ -13,7 +13,6 @@ from ..errors import DataError
 from .common import ImageDataset, _labels_array
 from .transforms import _to_unit_range
 
-
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 # Folder / zip sources check every image header when the dataset is built if there are at most
@@ -74,7 +73,9 @@ def _labels_from_json(mapping: dict, names: Sequence[str], where: str) -> tuple[
             raise DataError(f"{where} has no label for '{n}': add it, or set \"labels\": null to train unconditionally")
         v = mapping[n]
         if isinstance(v, bool) or not isinstance(v, int):
-            raise DataError(f"{where}: label of '{n}' is {v!r}, but only integer class ids are supported: fix the labels or set data.conditional=false to ignore them")
+            raise DataError(
+                f"{where}: label of '{n}' is {v!r}, but only integer class ids are supported: fix the labels or set data.conditional=false to ignore them"
+            )
         values.append(v)
     return _labels_array(np.asarray(values, dtype=np.int64), where)
 
@@ -99,8 +100,13 @@ class _ImageFilesDataset(ImageDataset):
         self._first = (first_name, first_size, first_c)
         w, h = first_size
         super().__init__(
-            name=name, length=len(names), src_shape=(first_c, h, w), labels=labels,
-            num_classes=num_classes, resolution=resolution, channels=channels,
+            name=name,
+            length=len(names),
+            src_shape=(first_c, h, w),
+            labels=labels,
+            num_classes=num_classes,
+            resolution=resolution,
+            channels=channels,
         )
 
     def _check_consistent(self, n, size, c, first_name, first_size, first_c):
@@ -131,9 +137,13 @@ class _ImageFilesDataset(ImageDataset):
                 with Image.open(f) as img:
                     mode, size = img.mode, img.size
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, zipfile.BadZipFile) as e:
-            raise DataError(f"cannot read image {self._describe(name)} ({type(e).__name__}: {e}): remove or replace the file") from e
+            raise DataError(
+                f"cannot read image {self._describe(name)} ({type(e).__name__}: {e}): remove or replace the file"
+            ) from e
         if mode in _UNSUPPORTED_MODES:
-            raise DataError(f"image {self._describe(name)} has unsupported mode {mode!r}: save it as 8-bit greyscale or RGB")
+            raise DataError(
+                f"image {self._describe(name)} has unsupported mode {mode!r}: save it as 8-bit greyscale or RGB"
+            )
         return mode, size
 
     def _decode(self, name: str) -> np.ndarray:
@@ -143,12 +153,16 @@ class _ImageFilesDataset(ImageDataset):
                     img.load()
                     mode, size = img.mode, img.size
                     if mode in _UNSUPPORTED_MODES:
-                        raise DataError(f"image {self._describe(name)} has unsupported mode {mode!r}: save it as 8-bit greyscale or RGB")
+                        raise DataError(
+                            f"image {self._describe(name)} has unsupported mode {mode!r}: save it as 8-bit greyscale or RGB"
+                        )
                     arr = _image_to_float(img)
         except DataError:
             raise
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, zipfile.BadZipFile) as e:
-            raise DataError(f"cannot read image {self._describe(name)} ({type(e).__name__}: {e}): remove or replace the file") from e
+            raise DataError(
+                f"cannot read image {self._describe(name)} ({type(e).__name__}: {e}): remove or replace the file"
+            ) from e
         first_name, first_size, first_c = self._first
         self._check_consistent(name, size, _mode_channels(mode), first_name, first_size, first_c)
         return arr

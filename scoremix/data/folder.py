@@ -36,10 +36,14 @@ class FolderImageDataset(_ImageFilesDataset):
                 hint = " (for a zip of images use data.source=zip)"
             elif path.lower().endswith((".npz", ".npy")):
                 hint = " (for an array file use data.source=npz)"
-            raise DataError(f"dataset path '{path}' is not a folder{hint}: pass data.path=... pointing to a folder of images")
+            raise DataError(
+                f"dataset path '{path}' is not a folder{hint}: pass data.path=... pointing to a folder of images"
+            )
         self._root = path
         names, labels, num_classes = self._list(path, use_labels)
-        self._setup_files(names, labels, num_classes, resolution, channels, f"folder:{os.path.basename(os.path.normpath(path))}")
+        self._setup_files(
+            names, labels, num_classes, resolution, channels, f"folder:{os.path.basename(os.path.normpath(path))}"
+        )
 
     @staticmethod
     def _walk(root: str, sub: str = "") -> list[str]:

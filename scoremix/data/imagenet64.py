@@ -12,9 +12,8 @@ import numpy as np
 
 from ..errors import DataError
 from .common import ImageDataset, _check_options, _labels_array, _require_path
-from .npz import _NpzMemmap, _npz_member_header
+from .npz import _npz_member_header, _NpzMemmap
 from .transforms import _to_unit_range
-
 
 # --------------------------------------------------------------------------------------------
 # Downsampled ImageNet (.npz batches)
@@ -69,18 +68,31 @@ class ImageNet64Dataset(ImageDataset):
             except (OSError, ValueError, zipfile.BadZipFile) as e:
                 raise DataError(f"{where} is not a readable ImageNet batch ({e}): re-download or re-extract it") from e
             if header is None or raw_labels is None:
-                raise DataError(f"{where} is not an ImageNet batch: expected keys 'data' and 'labels': re-download or re-extract it")
+                raise DataError(
+                    f"{where} is not an ImageNet batch: expected keys 'data' and 'labels': re-download or re-extract it"
+                )
             shape, fortran, dtype, _ = header
             s = int(round(math.sqrt(shape[1] / 3))) if len(shape) == 2 else 0
             if len(shape) != 2 or 3 * s * s != shape[1] or dtype != np.uint8 or fortran:
-                raise DataError(f"{where}: expected 'data' uint8 of shape (N, 3*S*S) like (N, 12288), got shape {shape}, dtype {dtype}: re-download the file")
+                raise DataError(
+                    f"{where}: expected 'data' uint8 of shape (N, 3*S*S) like (N, 12288), got shape {shape}, dtype {dtype}: re-download the file"
+                )
             if side is None:
                 side = s
             elif s != side:
-                raise DataError(f"{where} holds {s}x{s} images but '{files[0]}' holds {side}x{side}: keep one resolution per folder")
+                raise DataError(
+                    f"{where} holds {s}x{s} images but '{files[0]}' holds {side}x{side}: keep one resolution per folder"
+                )
             if raw_labels.shape[:1] != (shape[0],):
-                raise DataError(f"{where}: {raw_labels.shape[0] if raw_labels.ndim else 0} labels for {shape[0]} images: re-download the file")
-            lab, _ = _labels_array(raw_labels.reshape(-1), f"{where} (1-based labels 1..1000; add 1 if yours are 0-based)", num_classes=1000, first=1)
+                raise DataError(
+                    f"{where}: {raw_labels.shape[0] if raw_labels.ndim else 0} labels for {shape[0]} images: re-download the file"
+                )
+            lab, _ = _labels_array(
+                raw_labels.reshape(-1),
+                f"{where} (1-based labels 1..1000; add 1 if yours are 0-based)",
+                num_classes=1000,
+                first=1,
+            )
             sizes.append(shape[0])
             labels.append(lab)
         self._files = files
@@ -94,24 +106,37 @@ class ImageNet64Dataset(ImageDataset):
         if side != 64:
             name = name.replace("64", str(side))
         super().__init__(
-            name=name, length=int(self._offsets[-1]), src_shape=(3, side, side), labels=all_labels,
-            num_classes=1000, resolution=resolution, channels=channels,
+            name=name,
+            length=int(self._offsets[-1]),
+            src_shape=(3, side, side),
+            labels=all_labels,
+            num_classes=1000,
+            resolution=resolution,
+            channels=channels,
         )
 
     @staticmethod
     def _discover(path: str, split: str) -> list[str]:
         if os.path.isfile(path):
             if not path.endswith(".npz"):
-                raise DataError(f"'{path}' is not an .npz batch: pass data.path=... pointing to the folder with train_data_batch_*.npz")
+                raise DataError(
+                    f"'{path}' is not an .npz batch: pass data.path=... pointing to the folder with train_data_batch_*.npz"
+                )
             return [path]
         if split == "train":
-            names = sorted((n for n in os.listdir(path) if re.fullmatch(r"train_data_batch_\d+\.npz", n)), key=_batch_number)
+            names = sorted(
+                (n for n in os.listdir(path) if re.fullmatch(r"train_data_batch_\d+\.npz", n)), key=_batch_number
+            )
             if not names:
-                raise DataError(f"no train_data_batch_*.npz files in '{path}': pass data.path=... pointing to the extracted downsampled-ImageNet training batches")
+                raise DataError(
+                    f"no train_data_batch_*.npz files in '{path}': pass data.path=... pointing to the extracted downsampled-ImageNet training batches"
+                )
         else:
             names = ["val_data.npz"] if os.path.isfile(os.path.join(path, "val_data.npz")) else []
             if not names:
-                raise DataError(f"no val_data.npz in '{path}': pass data.path=... pointing to the extracted downsampled-ImageNet validation data")
+                raise DataError(
+                    f"no val_data.npz in '{path}': pass data.path=... pointing to the extracted downsampled-ImageNet validation data"
+                )
         return [os.path.join(path, n) for n in names]
 
     def _file_data(self, k: int) -> np.ndarray:

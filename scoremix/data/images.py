@@ -88,10 +88,14 @@ def load_image_dataset(
     source = source.strip().lower()
     _check_options(resolution, channels)
     if split != "train" and source not in ("cifar10", "imagenet64"):
-        raise DataError(f"source '{source}' has no {split!r} split: use split 'train' (only cifar10 and imagenet64 have test/val splits)")
+        raise DataError(
+            f"source '{source}' has no {split!r} split: use split 'train' (only cifar10 and imagenet64 have test/val splits)"
+        )
     if source in ("digits", "mnist"):
         if path is not None and str(path).strip():
-            raise DataError(f"source '{source}' is built in and takes no path; got data.path='{path}': remove data.path")
+            raise DataError(
+                f"source '{source}' is built in and takes no path; got data.path='{path}': remove data.path"
+            )
         loader = load_digits_dataset if source == "digits" else load_mnist_dataset
         return loader(resolution=resolution, channels=channels, use_labels=use_labels)
     if source == "folder":

@@ -45,9 +45,15 @@ def _as_is(item):
 
 class PrefetchLoader:
     def __init__(self, source, epoch: int, cursor: int, workers: int, prefetch: int = 4):
-        loader = DataLoader(_BatchReader(source.dataset), batch_size=None, sampler=_IndexStream(source, epoch, cursor),
-                            num_workers=workers, collate_fn=_as_is, prefetch_factor=prefetch,
-                            pin_memory=torch.cuda.is_available())
+        loader = DataLoader(
+            _BatchReader(source.dataset),
+            batch_size=None,
+            sampler=_IndexStream(source, epoch, cursor),
+            num_workers=workers,
+            collate_fn=_as_is,
+            prefetch_factor=prefetch,
+            pin_memory=torch.cuda.is_available(),
+        )
         self._iter = iter(loader)
 
     def next(self, expected: np.ndarray):

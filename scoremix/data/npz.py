@@ -12,7 +12,6 @@ import numpy as np
 from ..errors import DataError
 from .common import ArrayImageDataset, _check_options, _labels_array, _require_path
 
-
 # -- .npy / .npz ------------------------------------------------------------------------------
 
 
@@ -68,7 +67,10 @@ class _NpyMemmap:
         return np.load(self.path, mmap_mode="r", allow_pickle=False)
 
 
-_SHAPE_HINT = "expected images of shape (N, H, W, C) or (N, C, H, W) with C in {1, 3}, or (N, H, W) for greyscale (vector data of shape (N, D): data.source=points)"
+_SHAPE_HINT = (
+    "expected images of shape (N, H, W, C) or (N, C, H, W) with C in {1, 3}, or (N, H, W) for greyscale"
+    " (vector data of shape (N, D): data.source=points)"
+)
 
 
 def _array_layout(shape: tuple[int, ...], where: str) -> str:
@@ -89,7 +91,9 @@ def _value_range(arr: np.ndarray, where: str) -> tuple[float, float]:
     if arr.dtype == np.uint8:
         return (0.0, 255.0)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise DataError(f"{where}: images must be uint8 (0..255) or float (in [0, 1] or [-1, 1]); got dtype {arr.dtype}: convert them with x.astype(np.uint8)")
+        raise DataError(
+            f"{where}: images must be uint8 (0..255) or float (in [0, 1] or [-1, 1]); got dtype {arr.dtype}: convert them with x.astype(np.uint8)"
+        )
     lo, hi = math.inf, -math.inf
     n = arr.shape[0]
     per_item = max(1, int(np.prod(arr.shape[1:])))
@@ -101,7 +105,9 @@ def _value_range(arr: np.ndarray, where: str) -> tuple[float, float]:
         lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
     if np.issubdtype(arr.dtype, np.integer):
         if lo < 0 or hi > 255:
-            raise DataError(f"{where}: integer images must lie in 0..255; found values {lo:g}..{hi:g}: rescale them and save as uint8")
+            raise DataError(
+                f"{where}: integer images must lie in 0..255; found values {lo:g}..{hi:g}: rescale them and save as uint8"
+            )
         return (0.0, 255.0)
     tol = 1e-3
     if lo >= -1.0 - tol and hi <= 1.0 + tol:
@@ -110,15 +116,17 @@ def _value_range(arr: np.ndarray, where: str) -> tuple[float, float]:
     raise DataError(f"{where}: float images must lie in [0, 1] or [-1, 1]; found values {lo:g}..{hi:g}: {hint}")
 
 
-_NPZ_IMAGE_KEYS = ("x", "images", "data", "arr_0")  # arr_0 / arr_1: EDM / ADM sample files (np.savez(f, images, labels))
+_NPZ_IMAGE_KEYS = (
+    "x",
+    "images",
+    "data",
+    "arr_0",
+)  # arr_0 / arr_1: EDM / ADM sample files (np.savez(f, images, labels))
 _NPZ_LABEL_KEYS = ("y", "labels", "arr_1")
 
 
 def load_array_dataset(
-    path: str,
-    resolution: int | None = None,
-    channels: int | None = None,
-    use_labels: bool = True,
+    path: str, resolution: int | None = None, channels: int | None = None, use_labels: bool = True
 ) -> ArrayImageDataset:
     """Images from a ``.npy`` file or an ``.npz`` archive.
 
@@ -136,19 +144,29 @@ def load_array_dataset(
     path = _require_path(path, "npz", "a .npy or .npz file of images")
     where = f"'{path}'"
     if os.path.isdir(path):
-        raise DataError(f"dataset path {where} is a folder, not a .npy/.npz file: pass data.source=folder or point data.path to the file")
+        raise DataError(
+            f"dataset path {where} is a folder, not a .npy/.npz file: pass data.source=folder or point data.path to the file"
+        )
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic != b"\x93NUMPY" and magic[:4] != b"PK\x03\x04":
-        raise DataError(f"{where} is not a .npy/.npz file (pickles are never loaded): save the images with np.save or np.savez")
+        raise DataError(
+            f"{where} is not a .npy/.npz file (pickles are never loaded): save the images with np.save or np.savez"
+        )
     try:
         loaded = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise DataError(f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays with np.save / np.savez") from e
-        raise DataError(f"{where} is not a readable .npy/.npz file ({e}): save the images with np.save or np.savez") from e
+            raise DataError(
+                f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays with np.save / np.savez"
+            ) from e
+        raise DataError(
+            f"{where} is not a readable .npy/.npz file ({e}): save the images with np.save or np.savez"
+        ) from e
     except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{where} is not a readable .npy/.npz file ({e}): save the images with np.save or np.savez") from e
+        raise DataError(
+            f"{where} is not a readable .npy/.npz file ({e}): save the images with np.save or np.savez"
+        ) from e
 
     labels = None
     num_classes = 0
@@ -158,13 +176,19 @@ def load_array_dataset(
             keys = list(loaded.files)
             img_key = next((k for k in _NPZ_IMAGE_KEYS if k in keys), None)
             if img_key is None:
-                raise DataError(f"{where} has no image array: expected a key 'x', 'images' or 'data'; found keys {keys}: save with np.savez(path, x=images, y=labels)")
+                raise DataError(
+                    f"{where} has no image array: expected a key 'x', 'images' or 'data'; found keys {keys}: save with np.savez(path, x=images, y=labels)"
+                )
             header = _npz_member_header(path, img_key)
             if header is None:
-                raise DataError(f"{where}: cannot read member '{img_key}': save with np.savez(path, x=images, y=labels)")
+                raise DataError(
+                    f"{where}: cannot read member '{img_key}': save with np.savez(path, x=images, y=labels)"
+                )
             shape, _, dtype, offset = header
             if dtype.hasobject:
-                raise DataError(f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays")
+                raise DataError(
+                    f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays"
+                )
             _array_layout(shape, where)  # shape check before loading anything
             if offset is not None:
                 reopen = _NpzMemmap(path, img_key)
@@ -173,20 +197,28 @@ def load_array_dataset(
                 try:
                     images = loaded[img_key]
                 except ValueError as e:
-                    raise DataError(f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays") from e
+                    raise DataError(
+                        f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays"
+                    ) from e
             lab_key = next((k for k in _NPZ_LABEL_KEYS if k in keys), None)
             if use_labels and lab_key is not None:
                 try:
                     raw_labels = loaded[lab_key]
                 except ValueError as e:
-                    raise DataError(f"{where}: labels '{lab_key}' hold pickled Python objects: save integer labels") from e
-                if raw_labels.shape[:1] != (shape[0],) :
-                    raise DataError(f"{where}: {raw_labels.shape[0] if raw_labels.ndim else 0} labels for {shape[0]} images: provide exactly one label per image")
+                    raise DataError(
+                        f"{where}: labels '{lab_key}' hold pickled Python objects: save integer labels"
+                    ) from e
+                if raw_labels.shape[:1] != (shape[0],):
+                    raise DataError(
+                        f"{where}: {raw_labels.shape[0] if raw_labels.ndim else 0} labels for {shape[0]} images: provide exactly one label per image"
+                    )
                 labels, num_classes = _labels_array(raw_labels, where)
     else:
         images = loaded
         if images.dtype.hasobject:
-            raise DataError(f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays")
+            raise DataError(
+                f"{where} holds pickled Python objects, which are not loaded for safety: save plain numeric arrays"
+            )
         if isinstance(images, np.memmap):
             reopen = _NpyMemmap(path)
     layout = _array_layout(images.shape, where)
@@ -194,6 +226,13 @@ def load_array_dataset(
         raise DataError(f"{where} holds no images (N = 0): point data.path to a non-empty array")
     value_range = _value_range(images, where)
     return ArrayImageDataset(
-        images, layout=layout, value_range=value_range, labels=labels, num_classes=num_classes,
-        name=f"npz:{os.path.basename(path)}", resolution=resolution, channels=channels, reopen=reopen,
+        images,
+        layout=layout,
+        value_range=value_range,
+        labels=labels,
+        num_classes=num_classes,
+        name=f"npz:{os.path.basename(path)}",
+        resolution=resolution,
+        channels=channels,
+        reopen=reopen,
     )

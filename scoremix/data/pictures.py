@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-
 # --------------------------------------------------------------------------------------------
 # Saving pictures
 # --------------------------------------------------------------------------------------------
@@ -35,7 +34,9 @@ def save_image_grid(x, path, nrow: int | None = None, padding: int = 2) -> tuple
     if u.ndim == 3:
         u = u.unsqueeze(0)
     if u.ndim != 4 or u.shape[1] not in (1, 3) or u.shape[0] == 0:
-        raise ValueError(f"save_image_grid expects images of shape (B, C, H, W) with C in {{1, 3}} and B >= 1; got {tuple(u.shape)}")
+        raise ValueError(
+            f"save_image_grid expects images of shape (B, C, H, W) with C in {{1, 3}} and B >= 1; got {tuple(u.shape)}"
+        )
     b, c, h, w = u.shape
     ncol = int(nrow) if nrow else int(math.ceil(math.sqrt(b)))
     ncol = max(1, min(ncol, b))

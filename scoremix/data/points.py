@@ -37,8 +37,10 @@ class PointsMixture:
 def _read_array(path: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """(points, labels or None, extra arrays of an .npz)."""
     if not os.path.isfile(path):
-        raise DataError(f"data.path='{path}' does not exist; data.source=points needs an .npy, .npz or .csv "
-                        "file holding an (N, D) array")
+        raise DataError(
+            f"data.path='{path}' does not exist; data.source=points needs an .npy, .npz or .csv "
+            "file holding an (N, D) array"
+        )
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npy":
@@ -49,8 +51,9 @@ def _read_array(path: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
             key = next((k for k in _POINT_KEYS if k in arrays), None)
             if key is None:
                 if len(arrays) != 1:
-                    raise DataError(f"'{path}' holds {sorted(arrays)}; name the points array one of "
-                                    f"{', '.join(_POINT_KEYS)}")
+                    raise DataError(
+                        f"'{path}' holds {sorted(arrays)}; name the points array one of {', '.join(_POINT_KEYS)}"
+                    )
                 key = next(iter(arrays))
             label_key = next((k for k in _LABEL_KEYS if k in arrays), None)
             return arrays[key], (arrays[label_key] if label_key else None), arrays
@@ -72,7 +75,7 @@ def _transform(x: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(0)
     centred = x - mean
     if kind == "global":
-        s = float(np.sqrt((centred ** 2).mean()))
+        s = float(np.sqrt((centred**2).mean()))
         scale = np.full(d, s if s > 0 else 1.0)
     else:
         scale = centred.std(0)
@@ -89,8 +92,10 @@ class PointsDataset:
             raise DataError(f"data.standardize='{standardize}' is unknown; use one of {', '.join(STANDARDIZE_CHOICES)}")
         raw, labels, extra = _read_array(path)
         if raw.ndim != 2 or raw.shape[0] < 2 or raw.shape[1] < 1:
-            raise DataError(f"'{path}' holds an array of shape {raw.shape}; data.source=points needs (N, D) "
-                            "with N >= 2 points of D coordinates (images go through data.source=npz)")
+            raise DataError(
+                f"'{path}' holds an array of shape {raw.shape}; data.source=points needs (N, D) "
+                "with N >= 2 points of D coordinates (images go through data.source=npz)"
+            )
         if not np.issubdtype(raw.dtype, np.number):
             raise DataError(f"'{path}': the points array has dtype {raw.dtype}; it must be numeric")
         raw = raw.astype(np.float64)
@@ -127,11 +132,16 @@ class PointsDataset:
         if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0 or (stds <= 0).any():
             raise DataError(f"'{self.path}': the mixture needs {k} non-negative weights and positive stds")
         if self.standardize == "per_dim" and not np.allclose(self.scale, self.scale[0]):
-            raise DataError("the mode metrics assume isotropic components; use data.standardize=global or none "
-                            "with a file that names its mixture")
+            raise DataError(
+                "the mode metrics assume isotropic components; use data.standardize=global or none "
+                "with a file that names its mixture"
+            )
         s = float(self.scale[0])
-        return PointsMixture(torch.from_numpy((means - self.mean) / s).float(), torch.from_numpy(stds / s).float(),
-                             torch.from_numpy(weights / weights.sum()).float())
+        return PointsMixture(
+            torch.from_numpy((means - self.mean) / s).float(),
+            torch.from_numpy(stds / s).float(),
+            torch.from_numpy(weights / weights.sum()).float(),
+        )
 
     def __len__(self) -> int:
         return self.points.shape[0]
@@ -142,8 +152,13 @@ class PointsDataset:
 
     def transform_record(self) -> dict:
         """What a run writes to data_transform.json: standardised = (x - mean) / scale."""
-        return {"source": "points", "path": os.path.abspath(self.path), "standardize": self.standardize,
-                "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+        return {
+            "source": "points",
+            "path": os.path.abspath(self.path),
+            "standardize": self.standardize,
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+        }
 
     def to_original(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised samples back in the file's units."""

@@ -26,8 +26,10 @@ def guess_source(spec: str) -> tuple[str, str | None]:
     if spec in _NAMED:
         return spec, None
     if not os.path.exists(spec):
-        raise DataError(f"'{spec}' is neither a built-in dataset ({', '.join(_NAMED)}) nor an existing file or "
-                        "folder: pass a path to a folder of images, a .npz/.npy, a .zip or a CIFAR-10 folder")
+        raise DataError(
+            f"'{spec}' is neither a built-in dataset ({', '.join(_NAMED)}) nor an existing file or "
+            "folder: pass a path to a folder of images, a .npz/.npy, a .zip or a CIFAR-10 folder"
+        )
     if os.path.isdir(spec):
         names = set(os.listdir(spec))
         if "data_batch_1" in names or "cifar-10-batches-py" in names:
@@ -40,12 +42,22 @@ def guess_source(spec: str) -> tuple[str, str | None]:
         return "zip", spec
     if ext in (".gz", ".tar") or spec.endswith(".tar.gz"):
         return "cifar10", spec
-    raise DataError(f"cannot tell the kind of dataset '{spec}' from its name; pass --source with one of "
-                    f"{', '.join(s for s in IMAGE_SOURCES if s != 'npy')}")
+    raise DataError(
+        f"cannot tell the kind of dataset '{spec}' from its name; pass --source with one of "
+        f"{', '.join(s for s in IMAGE_SOURCES if s != 'npy')}"
+    )
 
 
-def prepare_zip(source: str, path: str | None, out: str, resolution: int | None = None,
-                channels: int | None = None, labels: bool = True, chunk: int = 256, echo=print) -> dict:
+def prepare_zip(
+    source: str,
+    path: str | None,
+    out: str,
+    resolution: int | None = None,
+    channels: int | None = None,
+    labels: bool = True,
+    chunk: int = 256,
+    echo=print,
+) -> dict:
     """Write the dataset as PNGs at `resolution` into the zip `out` (atomically); returns a summary."""
     if not out.endswith(".zip"):
         raise DataError(f"--out '{out}' must name a .zip file")

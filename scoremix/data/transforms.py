@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-
 # uint8 -> [-1, 1], correctly rounded to float32 (0 -> -1, 255 -> 1)
 _U8_TO_UNIT = (np.arange(256, dtype=np.float64) / 127.5 - 1.0).astype(np.float32)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -24,7 +24,9 @@ class ZipImageDataset(_ImageFilesDataset):
         _check_options(resolution, channels)
         path = _require_path(path, "zip", "a zip of images (EDM dataset_tool layout)")
         if os.path.isdir(path):
-            raise DataError(f"dataset path '{path}' is a folder, not a zip: pass data.source=folder or point data.path to the .zip file")
+            raise DataError(
+                f"dataset path '{path}' is a folder, not a zip: pass data.source=folder or point data.path to the .zip file"
+            )
         self._path = path
         self._zip = None
         self._zip_pid = None
@@ -32,13 +34,16 @@ class ZipImageDataset(_ImageFilesDataset):
             zf = self._zipfile()
             members = zf.namelist()
         except zipfile.BadZipFile as e:
-            raise DataError(f"'{path}' is not a zip file ({e}): pass data.path=... pointing to a zip made by EDM's dataset_tool") from e
+            raise DataError(
+                f"'{path}' is not a zip file ({e}): pass data.path=... pointing to a zip made by EDM's dataset_tool"
+            ) from e
         names = sorted(
-            m for m in members
-            if not m.endswith("/") and not m.startswith("__MACOSX/") and _is_image_name(m)
+            m for m in members if not m.endswith("/") and not m.startswith("__MACOSX/") and _is_image_name(m)
         )
         if not names:
-            raise DataError(f"no images found in zip '{path}' (looked for {', '.join(IMAGE_EXTENSIONS)}): pass data.path=... pointing to a zip of images")
+            raise DataError(
+                f"no images found in zip '{path}' (looked for {', '.join(IMAGE_EXTENSIONS)}): pass data.path=... pointing to a zip of images"
+            )
         labels, num_classes = None, 0
         if "dataset.json" in members and use_labels:
             where = f"dataset.json in '{path}'"

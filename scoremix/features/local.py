@@ -38,8 +38,9 @@ def uint8_to_unit(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Te
         else:
             raise ValueError(f"cannot convert {x.shape[1]}-channel images to {c} channels")
     if tuple(x.shape[2:]) != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                          antialias=x.shape[2] > h or x.shape[3] > w)
+        x = F.interpolate(
+            x, size=(h, w), mode="bilinear", align_corners=False, antialias=x.shape[2] > h or x.shape[3] > w
+        )
     return x
 
 
@@ -68,8 +69,9 @@ class LocalFeatureNet(FeatureExtractor):
         return out
 
 
-def train_local_features(images: torch.Tensor, labels: torch.Tensor, source: str, held_out: float = 0.1,
-                         epochs: int = 6, seed: int = 0) -> LocalFeatureNet:
+def train_local_features(
+    images: torch.Tensor, labels: torch.Tensor, source: str, held_out: float = 0.1, epochs: int = 6, seed: int = 0
+) -> LocalFeatureNet:
     """Train the classifier on images in [-1, 1] (N, C, H, W) with integer labels, holding out a seeded
     `held_out` share of the images to measure its accuracy."""
     n = images.shape[0]
@@ -80,12 +82,22 @@ def train_local_features(images: torch.Tensor, labels: torch.Tensor, source: str
     max_shift = int(2 * min(images.shape[2:]) / 28)  # shifts of up to 2 pixels at 28x28, none at 8x8
     model = train_digit_classifier(images[train], labels[train], epochs=epochs, seed=seed, max_shift=max_shift)
     with torch.no_grad():
-        pred = torch.cat([model(images[test[i:i + 500]]).argmax(1) for i in range(0, n_test, 500)])
+        pred = torch.cat([model(images[test[i : i + 500]]).argmax(1) for i in range(0, n_test, 500)])
     accuracy = float((pred == labels[test]).double().mean())
-    meta = {"format": FORMAT, "arch": ARCH, "input_shape": list(images.shape[1:]),
-            "num_classes": int(model.classify[-1].out_features), "data_source": source,
-            "held_out_accuracy": accuracy, "train_images": int(train.numel()), "held_out_images": int(n_test),
-            "epochs": epochs, "max_shift": max_shift, "seed": seed, "train_seconds": round(time.time() - t0, 1)}
+    meta = {
+        "format": FORMAT,
+        "arch": ARCH,
+        "input_shape": list(images.shape[1:]),
+        "num_classes": int(model.classify[-1].out_features),
+        "data_source": source,
+        "held_out_accuracy": accuracy,
+        "train_images": int(train.numel()),
+        "held_out_images": int(n_test),
+        "epochs": epochs,
+        "max_shift": max_shift,
+        "seed": seed,
+        "train_seconds": round(time.time() - t0, 1),
+    }
     return LocalFeatureNet(model, meta)
 
 
@@ -108,14 +120,18 @@ def load_local_extractor(path: str, device="cpu") -> LocalFeatureNet:
     except Exception as err:
         raise ConfigError(f"'{path}' is not a readable safetensors file ({type(err).__name__})") from None
     if header.get("format") != FORMAT:
-        raise ConfigError(f"'{path}' is a safetensors file but not a feature network; make one with "
-                          "`scoremix features train --data SOURCE --out FILE`")
+        raise ConfigError(
+            f"'{path}' is a safetensors file but not a feature network; make one with "
+            "`scoremix features train --data SOURCE --out FILE`"
+        )
     meta = json.loads(header["meta"])
     model = DigitClassifier(int(meta["input_shape"][0]), int(meta["num_classes"]))
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:
-        raise ConfigError(f"'{path}': weights do not match the {ARCH} network ({str(err).splitlines()[0][:120]})") from None
+        raise ConfigError(
+            f"'{path}': weights do not match the {ARCH} network ({str(err).splitlines()[0][:120]})"
+        ) from None
     return LocalFeatureNet(model, meta, path, file_sha256(path), device)
 
 

@@ -27,9 +27,9 @@ class Method:
     networks: dict[str, nn.Module]
     train_networks: dict[str, nn.Module]
     ema_network: str = "generator"
-    ema_optimizer: str = "generator"            # the EMA follows each step of this optimiser
+    ema_optimizer: str = "generator"  # the EMA follows each step of this optimiser
     weights_file: str = "generator.safetensors"  # where the trainer writes ema_network's weights
-    weights_kind: str = "generator"             # their format tag: scoremix-<kind>
+    weights_kind: str = "generator"  # their format tag: scoremix-<kind>
 
     def optimizer_groups(self) -> dict[str, dict]:
         """optimizer name -> {'params': [...], 'lr': float, 'schedule': 'constant'|'cosine', 'networks': [...]}"""

@@ -80,9 +80,11 @@ def teacher_sha256(teacher: nn.Module) -> str | None:
 
 
 def _missing_teacher(name: str) -> ConfigError:
-    return ConfigError(f"method.name={name} distils a frozen teacher: set method.teacher=PATH to a diffusion run "
-                       "of this library (train one with `scoremix train --config mnist-edm`) or an EDM .pkl, or "
-                       "method.teacher=analytic on the 2-D toys")
+    return ConfigError(
+        f"method.name={name} distils a frozen teacher: set method.teacher=PATH to a diffusion run "
+        "of this library (train one with `scoremix train --config mnist-edm`) or an EDM .pkl, or "
+        "method.teacher=analytic on the 2-D toys"
+    )
 
 
 def apply_net_config(section, net_config: dict, **force) -> None:
@@ -92,9 +94,11 @@ def apply_net_config(section, net_config: dict, **force) -> None:
         if key in fields:
             setattr(section, key, list(value) if isinstance(value, (list, tuple)) else value)
         elif key == "precond" and value not in (None, "edm"):
-            raise TeacherError(f"the teacher uses {value} preconditioning, which this library's generator config "
-                               "cannot record (NetConfig has no 'precond' key); distil a teacher with EDM "
-                               "preconditioning")
+            raise TeacherError(
+                f"the teacher uses {value} preconditioning, which this library's generator config "
+                "cannot record (NetConfig has no 'precond' key); distil a teacher with EDM "
+                "preconditioning"
+            )
 
 
 class DistillationMethod(Method):
@@ -117,17 +121,22 @@ class DistillationMethod(Method):
         self._check_teacher(info)
         digest = teacher_sha256(teacher)
         if m.teacher_sha256 and digest and m.teacher_sha256 != digest:
-            raise TeacherError(f"teacher '{m.teacher}' is not the one this run started with (sha256 {digest[:12]} "
-                               f"vs {m.teacher_sha256[:12]} recorded in method.teacher_sha256); pass the original "
-                               "teacher, or start a new run")
+            raise TeacherError(
+                f"teacher '{m.teacher}' is not the one this run started with (sha256 {digest[:12]} "
+                f"vs {m.teacher_sha256[:12]} recorded in method.teacher_sha256); pass the original "
+                "teacher, or start a new run"
+            )
         if digest:
             m.teacher_sha256 = digest
         self.teacher_info = info
         self.analytic = info.get("kind") == "analytic" or not any(True for _ in teacher.parameters())
         if self.analytic:
             generator = build_generator(cfg, data_shape, num_classes)
-            fake = Denoiser(build_backbone(cfg.score, data_shape, num_classes, alpha_input=False),
-                            cfg.data.sigma_data, alpha_input=False)
+            fake = Denoiser(
+                build_backbone(cfg.score, data_shape, num_classes, alpha_input=False),
+                cfg.data.sigma_data,
+                alpha_input=False,
+            )
         else:
             generator, fake = self._networks_from_teacher(teacher, info)
         self.sigma_data = cfg.data.sigma_data
@@ -148,41 +157,52 @@ class DistillationMethod(Method):
     def _check_teacher(self, info: dict) -> None:
         shape = info.get("data_shape")
         if shape is not None and tuple(shape) != self.data_shape:
-            raise TeacherError(f"the teacher denoises data of shape {tuple(shape)} but data.source="
-                               f"{self.cfg.data.source} gives {self.data_shape}; set data.resolution/channels "
-                               "to the teacher's, or pick the teacher trained on this data")
+            raise TeacherError(
+                f"the teacher denoises data of shape {tuple(shape)} but data.source="
+                f"{self.cfg.data.source} gives {self.data_shape}; set data.resolution/channels "
+                "to the teacher's, or pick the teacher trained on this data"
+            )
         classes = int(info.get("num_classes") or 0)
         if classes != self.num_classes:
-            raise TeacherError(f"the teacher has {classes or 'no'} classes but the data gives "
-                               f"{self.num_classes or 'none'}; set data.conditional="
-                               f"{'true' if classes else 'false'} to match it")
+            raise TeacherError(
+                f"the teacher has {classes or 'no'} classes but the data gives "
+                f"{self.num_classes or 'none'}; set data.conditional="
+                f"{'true' if classes else 'false'} to match it"
+            )
 
     def _networks_from_teacher(self, teacher: nn.Module, info: dict):
         cfg = self.cfg
         if info.get("kind") == "diffusers":
-            raise TeacherError(f"method.teacher={cfg.method.teacher} is a diffusers UNet2DModel, which SMD/DMD cannot "
-                               "distil: its students would be UNet2DModels that no scoremix config rebuilds for "
-                               "checkpoints and `scoremix sample`; distil a scoremix diffusion run (scoremix train "
-                               "--config mnist-edm) or an EDM .pkl instead (docs/distillation.md)")
+            raise TeacherError(
+                f"method.teacher={cfg.method.teacher} is a diffusers UNet2DModel, which SMD/DMD cannot "
+                "distil: its students would be UNet2DModels that no scoremix config rebuilds for "
+                "checkpoints and `scoremix sample`; distil a scoremix diffusion run (scoremix train "
+                "--config mnist-edm) or an EDM .pkl instead (docs/distillation.md)"
+            )
         net_config = info.get("net_config")
         if not isinstance(net_config, dict) or not hasattr(teacher, "backbone"):
-            raise TeacherError("the teacher is a network but carries no info['net_config'] or .backbone, so no "
-                               "generator can be built from it; load it with scoremix.load_teacher")
+            raise TeacherError(
+                "the teacher is a network but carries no info['net_config'] or .backbone, so no "
+                "generator can be built from it; load it with scoremix.load_teacher"
+            )
         # dropout 0 for the students (method.md section 8): D_fake must equal the teacher at the start
         apply_net_config(cfg.generator, net_config, dropout=0.0, label_dropout=0.0)
         apply_net_config(cfg.score, net_config, dropout=0.0, label_dropout=0.0)
         if info.get("sigma_data"):
             cfg.data.sigma_data = float(info["sigma_data"])
         generator = build_generator(cfg, self.data_shape, self.num_classes)
-        fake = build_denoiser(build_backbone(cfg.score, self.data_shape, self.num_classes), cfg.score,
-                              cfg.data.sigma_data)
+        fake = build_denoiser(
+            build_backbone(cfg.score, self.data_shape, self.num_classes), cfg.score, cfg.data.sigma_data
+        )
         weights = teacher.backbone.state_dict()
         for name, backbone in (("generator", generator.denoiser.backbone), ("fake denoiser", fake.backbone)):
             try:
                 backbone.load_state_dict(weights)
             except RuntimeError as err:
-                raise TeacherError(f"the {name} built from the teacher's network settings does not take its "
-                                   f"weights ({str(err).splitlines()[0][:160]})") from None
+                raise TeacherError(
+                    f"the {name} built from the teacher's network settings does not take its "
+                    f"weights ({str(err).splitlines()[0][:160]})"
+                ) from None
         self._probe_generator(generator, teacher)
         self._probe_fake(fake, teacher)
         return generator, fake
@@ -199,10 +219,12 @@ class DistillationMethod(Method):
             got = generator(z, labels=labels)
         want = teacher(generator.sigma_max * z, torch.full((2,), generator.sigma_max), labels=labels)
         if not torch.allclose(got, want.float(), rtol=1e-4, atol=1e-4 * float(want.abs().max()) + 1e-6):
-            raise TeacherError("the generator rebuilt from the teacher's settings does not reproduce the teacher at "
-                               f"sigma {generator.sigma_max:g} (max difference {float((got - want).abs().max()):.3g}): "
-                               f"its preconditioning ({self.teacher_info.get('precond')}) is not one this library's "
-                               "generator builds")
+            raise TeacherError(
+                "the generator rebuilt from the teacher's settings does not reproduce the teacher at "
+                f"sigma {generator.sigma_max:g} (max difference {float((got - want).abs().max()):.3g}): "
+                f"its preconditioning ({self.teacher_info.get('precond')}) is not one this library's "
+                "generator builds"
+            )
 
     @torch.no_grad()
     def _probe_fake(self, fake, teacher) -> None:
@@ -217,9 +239,11 @@ class DistillationMethod(Method):
             got = fake(x, sigma, labels=labels)
         want = teacher(x, sigma, labels=labels).float()
         if not torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()) + 1e-6):
-            raise TeacherError("the fake denoiser rebuilt from the teacher's settings does not reproduce the teacher "
-                               f"(max difference {float((got - want).abs().max()):.3g}): its preconditioning "
-                               f"({self.teacher_info.get('precond')}) is not one this library builds")
+            raise TeacherError(
+                "the fake denoiser rebuilt from the teacher's settings does not reproduce the teacher "
+                f"(max difference {float((got - want).abs().max()):.3g}): its preconditioning "
+                f"({self.teacher_info.get('precond')}) is not one this library builds"
+            )
 
     @torch.no_grad()
     def teacher_denoise(self, x, sigma, labels=None) -> torch.Tensor:

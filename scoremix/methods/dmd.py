@@ -35,8 +35,9 @@ class DMD(DistillationMethod):
             if use_gan:
                 sigma_gan = self.grid.draw(n, device)
                 _, logit = critic(add_noise(x, sigma_gan), sigma_gan, labels, with_logits=True)
-        grad = torch.nan_to_num(dmd_generator_direction(x.detach(), d_fake.detach(), d_teacher),
-                                nan=0.0, posinf=0.0, neginf=0.0)
+        grad = torch.nan_to_num(
+            dmd_generator_direction(x.detach(), d_fake.detach(), d_teacher), nan=0.0, posinf=0.0, neginf=0.0
+        )
         loss = surrogate_loss(x, grad)
         stats = {"loss_gen": loss.detach(), "gen_grad_rms": grad.pow(2).mean().sqrt().detach()}
         if use_gan:
@@ -58,13 +59,14 @@ class DMD(DistillationMethod):
             sigma_real, sigma_fake = self.grid.draw(n, device), self.grid.draw(n, device)
             inputs += [add_noise(x_real, sigma_real), add_noise(x_fake, sigma_fake)]
             sigmas += [sigma_real, sigma_fake]
-        out = self.train_networks["critic"](torch.cat(inputs), torch.cat(sigmas), repeat_labels(labels, len(inputs)),
-                                            with_logits=m.gan)
+        out = self.train_networks["critic"](
+            torch.cat(inputs), torch.cat(sigmas), repeat_labels(labels, len(inputs)), with_logits=m.gan
+        )
         denoised, logits = out if m.gan else (out, None)
         loss = fake_score_loss(denoised[:n], x_fake, sigma_dsm, self.sigma_data).mean()
         stats = {"loss_fake": loss.detach()}
         if m.gan:
-            disc = gan_discriminator_loss(logits[n:2 * n], logits[2 * n:])
+            disc = gan_discriminator_loss(logits[n : 2 * n], logits[2 * n :])
             loss = loss + m.gan_disc_weight * disc
             stats["loss_disc"] = disc.detach()
         return loss, stats

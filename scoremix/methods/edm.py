@@ -32,8 +32,13 @@ class EDM(Method):
 
     def optimizer_groups(self):
         o = self.cfg.optim
-        return {"denoiser": {"params": list(self.networks["denoiser"].parameters()), "lr": o.lr_score,
-                             "schedule": o.score_schedule}}
+        return {
+            "denoiser": {
+                "params": list(self.networks["denoiser"].parameters()),
+                "lr": o.lr_score,
+                "schedule": o.score_schedule,
+            }
+        }
 
     def plan(self, step: int) -> list[Phase]:
         return [Phase("denoiser", "denoiser")]

@@ -39,7 +39,9 @@ class GAN(Method):
         self.num_classes = num_classes
         self.grid = SigmaGrid(cfg.noise.grid, cfg.noise.sigma_min, cfg.noise.sigma_max, cfg.noise.rho)
         backbone = build_backbone(cfg.score, data_shape, num_classes, alpha_input=False)
-        discriminator = Discriminator(Denoiser(backbone, cfg.data.sigma_data), build_head(backbone, cfg.method.head_hidden))
+        discriminator = Discriminator(
+            Denoiser(backbone, cfg.data.sigma_data), build_head(backbone, cfg.method.head_hidden)
+        )
         self.networks = {"generator": build_generator(cfg, data_shape, num_classes), "critic": discriminator}
         self.train_networks = dict(self.networks)
 
@@ -95,8 +97,9 @@ class GAN(Method):
             if gamma > 0:
                 real_in = real_in.detach().requires_grad_(True)
             lab = None if labels is None else labels.repeat(2)
-            logits = self.train_networks["critic"](torch.cat([real_in, self._noised(x_fake, sigma)]),
-                                                   sigma.repeat(2), lab)
+            logits = self.train_networks["critic"](
+                torch.cat([real_in, self._noised(x_fake, sigma)]), sigma.repeat(2), lab
+            )
             loss = discriminator_loss(logits[:n], logits[n:])
             stats = {"loss_disc": loss.detach(), "disc_real_prob": torch.sigmoid(logits[:n]).mean().detach()}
             if gamma > 0:

@@ -41,8 +41,11 @@ class SMD(DistillationMethod):
                     d_fake, logit = critic(x_t, sigma, labels, with_logits=True)
         grad = smd.generator_direction(x.detach(), d_fake.detach(), d_teacher, logit.detach(), alpha)
         loss = surrogate_loss(x, grad)
-        stats = {"loss_gen": loss.detach(), "gen_grad_rms": grad.pow(2).mean().sqrt().detach(),
-                 "gen_posterior": smd.density_ratio_posterior(logit.detach(), alpha).mean()}
+        stats = {
+            "loss_gen": loss.detach(),
+            "gen_grad_rms": grad.pow(2).mean().sqrt().detach(),
+            "gen_posterior": smd.density_ratio_posterior(logit.detach(), alpha).mean(),
+        }
         if use_gan:
             gan = smd.gan_generator_loss(logit, alpha)
             loss = loss + m.gan_gen_weight * gan
@@ -65,15 +68,32 @@ class SMD(DistillationMethod):
         s = sigma.reshape(-1, *([1] * (x_real.ndim - 1)))
         x_real_t, x_fake_t = x_real + s * noise, x_fake + s * noise
         inputs = torch.cat([add_noise(x_fake, sigma_dsm), x_real_t, x_fake_t])
-        denoised, logits = self.train_networks["critic"](inputs, torch.cat([sigma_dsm, sigma, sigma]),
-                                                         repeat_labels(labels, 3), with_logits=True,
-                                                         detach_features=not m.smd_joint_features)
-        d_teacher = self.teacher_denoise(torch.cat([x_real_t, x_fake_t]), torch.cat([sigma, sigma]),
-                                         repeat_labels(labels, 2))
+        denoised, logits = self.train_networks["critic"](
+            inputs,
+            torch.cat([sigma_dsm, sigma, sigma]),
+            repeat_labels(labels, 3),
+            with_logits=True,
+            detach_features=not m.smd_joint_features,
+        )
+        d_teacher = self.teacher_denoise(
+            torch.cat([x_real_t, x_fake_t]), torch.cat([sigma, sigma]), repeat_labels(labels, 2)
+        )
         loss_fake = fake_score_loss(denoised[:n], x_fake, sigma_dsm, self.sigma_data).mean()
-        loss_mix = smd.mixture_loss(logits[n:2 * n], d_teacher[:n], denoised[n:2 * n],
-                                    logits[2 * n:], d_teacher[n:], denoised[2 * n:],
-                                    alpha, sigma, self.sigma_data).mean()
+        loss_mix = smd.mixture_loss(
+            logits[n : 2 * n],
+            d_teacher[:n],
+            denoised[n : 2 * n],
+            logits[2 * n :],
+            d_teacher[n:],
+            denoised[2 * n :],
+            alpha,
+            sigma,
+            self.sigma_data,
+        ).mean()
         loss = loss_fake + loss_mix
-        return loss, {"loss_fake": loss_fake.detach(), "loss_mix": loss_mix.detach(),
-                      "logit_real": logits[n:2 * n].detach().mean(), "logit_fake": logits[2 * n:].detach().mean()}
+        return loss, {
+            "loss_fake": loss_fake.detach(),
+            "loss_mix": loss_mix.detach(),
+            "logit_real": logits[n : 2 * n].detach().mean(),
+            "logit_fake": logits[2 * n :].detach().mean(),
+        }

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from ..alpha import make_alpha_sampler
-from ..noise import SigmaGrid
 from ..nets.build import build_backbone, build_generator, build_head
+from ..noise import SigmaGrid
 from ..objectives.diffusion import add_noise, denoising_loss
 from ..objectives.gan import discriminator_loss, generator_gan_loss
 from ..objectives.smt import generator_direction, mixture_denoisers, mixture_denoising_loss, surrogate_loss
@@ -71,10 +71,16 @@ class SMT(Method):
     def optimizer_groups(self):
         o = self.cfg.optim
         return {
-            "generator": {"params": list(self.networks["generator"].parameters()), "lr": o.lr_gen,
-                          "schedule": o.gen_schedule},
-            "critic": {"params": list(self.networks["critic"].parameters()), "lr": o.lr_score,
-                       "schedule": o.score_schedule},
+            "generator": {
+                "params": list(self.networks["generator"].parameters()),
+                "lr": o.lr_gen,
+                "schedule": o.gen_schedule,
+            },
+            "critic": {
+                "params": list(self.networks["critic"].parameters()),
+                "lr": o.lr_score,
+                "schedule": o.score_schedule,
+            },
         }
 
     def plan(self, step: int) -> list[Phase]:
@@ -144,8 +150,7 @@ class SMT(Method):
         critic = self.networks["critic"]
         with eval_mode(critic.denoiser, enabled=m.critic_eval_in_gen):
             d_fake, d_mix, d_real = mixture_denoisers(critic.denoiser, x_t, sigma, alpha, labels)
-        grad = generator_direction(x.detach(), d_fake, d_mix, d_real, sigma=sigma, alpha=alpha,
-                                   weighting=m.weighting)
+        grad = generator_direction(x.detach(), d_fake, d_mix, d_real, sigma=sigma, alpha=alpha, weighting=m.weighting)
         loss = surrogate_loss(x, grad)
         stats = {"loss_gen": loss.detach(), "gen_grad_rms": grad.pow(2).mean().sqrt().detach()}
         if m.gan and m.gan_gen_weight > 0:
@@ -174,10 +179,11 @@ class SMT(Method):
             sigmas += [sigma_gan, sigma_gan]
             alphas += [torch.full_like(alpha, 0.5)] * 2
         lab = None if labels is None else labels.repeat(len(inputs))
-        out = self.train_networks["critic"](torch.cat(inputs), torch.cat(sigmas), torch.cat(alphas), lab,
-                                            with_logits=m.gan)
+        out = self.train_networks["critic"](
+            torch.cat(inputs), torch.cat(sigmas), torch.cat(alphas), lab, with_logits=m.gan
+        )
         denoised, logits = out if m.gan else (out, None)
-        d_real, d_fake = denoised[:n], denoised[n:2 * n]
+        d_real, d_fake = denoised[:n], denoised[n : 2 * n]
         loss = mixture_denoising_loss(d_real, x_real, d_fake, x_fake, alpha, sigma, self.sigma_data).mean()
         stats = {"loss_score": loss.detach()}
         if m.gan:
@@ -185,7 +191,7 @@ class SMT(Method):
             # Eq. 11's offset log(alpha/(1-alpha)) turns into the posterior of "real" in m_alpha. With the
             # score model's alpha draws (score) the optimum is log(E[alpha] p_t / (E[1-alpha] q_t)).
             disc_alpha = alpha if m.gan_disc_alpha == "score" else torch.full_like(alpha, 0.5)
-            disc = discriminator_loss(logits[2 * n:3 * n], logits[3 * n:], disc_alpha)
+            disc = discriminator_loss(logits[2 * n : 3 * n], logits[3 * n :], disc_alpha)
             loss = loss + m.gan_disc_weight * disc
             stats["loss_disc"] = disc.detach()
         return loss, stats

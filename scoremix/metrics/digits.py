@@ -24,19 +24,31 @@ class DigitClassifier(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(7),
         )
-        self.classify = nn.Sequential(nn.Flatten(), nn.Linear(64 * 49, 128), nn.ReLU(), nn.Dropout(0.3),
-                                      nn.Linear(128, num_classes))
+        self.classify = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 49, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, num_classes)
+        )
 
     def forward(self, x):
         return self.classify(self.features(x))
 
 
-def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 6, batch_size: int = 64,
-                           lr: float = 1e-3, seed: int = 0, max_shift: int = 2) -> DigitClassifier:
+def train_digit_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int = 6,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    max_shift: int = 2,
+) -> DigitClassifier:
     """Fit the classifier on images in [-1, 1] (N, C, H, W) with integer labels; small random shifts
     (up to `max_shift` pixels) make it judge shapes rather than exact positions."""
     gen = torch.Generator().manual_seed(seed)
@@ -48,7 +60,7 @@ def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: i
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             x = images[idx]
             dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
             x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
@@ -61,8 +73,9 @@ def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: i
 
 @torch.no_grad()
 def class_probabilities(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    return torch.cat([F.softmax(model(images[i:i + batch_size]).float(), dim=1)
-                      for i in range(0, images.shape[0], batch_size)])
+    return torch.cat(
+        [F.softmax(model(images[i : i + batch_size]).float(), dim=1) for i in range(0, images.shape[0], batch_size)]
+    )
 
 
 def digit_scores(probs: torch.Tensor, threshold: float = 0.9) -> dict:

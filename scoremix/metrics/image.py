@@ -1,13 +1,13 @@
 """Sample-quality metrics on feature vectors (numpy, float64): pure functions, no files or networks.
 
-  frechet_distance        FID / FD between two Gaussians fitted to features (Heusel et al. 2017)
-  kernel_distance         unbiased KID: MMD^2 with the cubic polynomial kernel, over random subsets
-                          (Binkowski et al. 2018), mean and standard deviation over the subsets
-  inception_score         exp(E_x KL(p(y|x) || p(y))) from logits, mean and std over splits
-                          (Salimans et al. 2016)
-  precision_recall        improved precision / recall with k-NN balls, k = 3 (Kynkaanniemi et al. 2019),
-                          and density / coverage (Naeem et al. 2020)
-  class_histogram_entropy entropy of the predicted-class histogram, for class-conditional models
+frechet_distance        FID / FD between two Gaussians fitted to features (Heusel et al. 2017)
+kernel_distance         unbiased KID: MMD^2 with the cubic polynomial kernel, over random subsets
+                        (Binkowski et al. 2018), mean and standard deviation over the subsets
+inception_score         exp(E_x KL(p(y|x) || p(y))) from logits, mean and std over splits
+                        (Salimans et al. 2016)
+precision_recall        improved precision / recall with k-NN balls, k = 3 (Kynkaanniemi et al. 2019),
+                        and density / coverage (Naeem et al. 2020)
+class_histogram_entropy entropy of the predicted-class histogram, for class-conditional models
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0],) * 2:
-        raise ValueError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     diff = mu1 - mu2
     with warnings.catch_warnings():  # singular products are expected (fewer samples than dimensions)
         warnings.simplefilter("ignore")
@@ -77,9 +79,14 @@ def kernel_distance(real, fake, num_subsets: int = 100, subset_size: int = 1000,
     if m < 2:
         raise ValueError("KID needs at least 2 samples in each set")
     rng = np.random.default_rng(seed)
-    values = np.array([mmd2_unbiased(real[rng.choice(real.shape[0], m, replace=False)],
-                                     fake[rng.choice(fake.shape[0], m, replace=False)])
-                       for _ in range(num_subsets)])
+    values = np.array(
+        [
+            mmd2_unbiased(
+                real[rng.choice(real.shape[0], m, replace=False)], fake[rng.choice(fake.shape[0], m, replace=False)]
+            )
+            for _ in range(num_subsets)
+        ]
+    )
     return float(values.mean()), float(values.std(ddof=1) if num_subsets > 1 else 0.0)
 
 
@@ -105,8 +112,8 @@ def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _kth_radius_sq(x: np.ndarray, k: int, chunk: int) -> np.ndarray:
     out = np.empty(x.shape[0])
     for i in range(0, x.shape[0], chunk):
-        d = _squared_distances(x[i:i + chunk], x)
-        out[i:i + chunk] = np.partition(d, k, axis=1)[:, k]  # index k skips the point itself (distance 0)
+        d = _squared_distances(x[i : i + chunk], x)
+        out[i : i + chunk] = np.partition(d, k, axis=1)[:, k]  # index k skips the point itself (distance 0)
     return out
 
 
@@ -118,19 +125,23 @@ def precision_recall(real, fake, k: int = 3, chunk: int = 2048) -> dict:
     if min(real.shape[0], fake.shape[0]) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples in each set")
     real_r, fake_r = _kth_radius_sq(real, k, chunk), _kth_radius_sq(fake, k, chunk)
-    in_real = np.zeros(fake.shape[0], dtype=np.int64)   # how many real balls hold each fake
+    in_real = np.zeros(fake.shape[0], dtype=np.int64)  # how many real balls hold each fake
     real_covered = np.zeros(real.shape[0], dtype=bool)  # real balls holding at least one fake
     for i in range(0, fake.shape[0], chunk):
-        d = _squared_distances(fake[i:i + chunk], real)
+        d = _squared_distances(fake[i : i + chunk], real)
         inside = d <= real_r[None, :]
-        in_real[i:i + chunk] = inside.sum(axis=1)
+        in_real[i : i + chunk] = inside.sum(axis=1)
         real_covered |= inside.any(axis=0)
     recalled = np.zeros(real.shape[0], dtype=bool)
     for i in range(0, real.shape[0], chunk):
-        d = _squared_distances(real[i:i + chunk], fake)
-        recalled[i:i + chunk] = (d <= fake_r[None, :]).any(axis=1)
-    return {"precision": float((in_real > 0).mean()), "recall": float(recalled.mean()),
-            "density": float(in_real.mean() / k), "coverage": float(real_covered.mean())}
+        d = _squared_distances(real[i : i + chunk], fake)
+        recalled[i : i + chunk] = (d <= fake_r[None, :]).any(axis=1)
+    return {
+        "precision": float((in_real > 0).mean()),
+        "recall": float(recalled.mean()),
+        "density": float(in_real.mean() / k),
+        "coverage": float(real_covered.mean()),
+    }
 
 
 def class_histogram_entropy(predicted, num_classes: int) -> dict:
@@ -139,5 +150,9 @@ def class_histogram_entropy(predicted, num_classes: int) -> dict:
     counts = np.bincount(np.asarray(predicted, np.int64), minlength=num_classes).astype(np.float64)
     freq = counts[counts > 0] / counts.sum()
     entropy = float(-(freq * np.log(freq)).sum())
-    return {"class_entropy": entropy, "class_entropy_ratio": entropy / math.log(num_classes) if num_classes > 1 else 1.0,
-            "classes_seen": int((counts > 0).sum()), "class_histogram": [int(c) for c in counts]}
+    return {
+        "class_entropy": entropy,
+        "class_entropy_ratio": entropy / math.log(num_classes) if num_classes > 1 else 1.0,
+        "classes_seen": int((counts > 0).sum()),
+        "class_histogram": [int(c) for c in counts],
+    }

@@ -8,11 +8,12 @@ import math
 import torch
 
 
-def _pairwise_mean_distance(x: torch.Tensor, y: torch.Tensor, exclude_diagonal: bool = False,
-                            chunk: int = 2048) -> float:
+def _pairwise_mean_distance(
+    x: torch.Tensor, y: torch.Tensor, exclude_diagonal: bool = False, chunk: int = 2048
+) -> float:
     total = 0.0
     for i in range(0, x.shape[0], chunk):
-        total += torch.cdist(x[i:i + chunk], y).sum().item()
+        total += torch.cdist(x[i : i + chunk], y).sum().item()
     count = x.shape[0] * y.shape[0]
     if exclude_diagonal:
         count -= x.shape[0]
@@ -31,7 +32,7 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor, y_self: float | None = Non
 def _kth_neighbour_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     radii = []
     for i in range(0, x.shape[0], chunk):
-        d = torch.cdist(x[i:i + chunk], x)
+        d = torch.cdist(x[i : i + chunk], x)
         radii.append(d.kthvalue(k + 1, dim=1).values)  # +1 skips the point itself
     return torch.cat(radii)
 
@@ -39,13 +40,14 @@ def _kth_neighbour_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.T
 def _covered(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     inside = []
     for i in range(0, queries.shape[0], chunk):
-        d = torch.cdist(queries[i:i + chunk], support)
+        d = torch.cdist(queries[i : i + chunk], support)
         inside.append((d <= radii[None, :]).any(dim=1))
     return torch.cat(inside)
 
 
-def knn_precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
-                         real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+def knn_precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 3, real_radii: torch.Tensor | None = None
+) -> tuple[float, float]:
     """precision: share of fakes inside the real k-NN manifold; recall: share of reals inside the fake one.
     real_radii: the reals' k-th neighbour radii when already known (a fixed reference set)."""
     real, fake = real.flatten(1).float(), fake.flatten(1).float()
@@ -71,12 +73,23 @@ def mode_metrics(samples: torch.Tensor, means: torch.Tensor, stds: torch.Tensor,
     covered = int((counts >= 0.25 * w * samples.shape[0]).sum().item())
     nz = share > 0
     kl = float((share[nz] * (share[nz] / w[nz]).log()).sum().item()) if n_precise > 0 else math.inf
-    return {"precision": precise.double().mean().item(), "modes_covered": covered,
-            "num_modes": int(means.shape[0]), "mode_kl": kl}
+    return {
+        "precision": precise.double().mean().item(),
+        "modes_covered": covered,
+        "num_modes": int(means.shape[0]),
+        "mode_kl": kl,
+    }
 
 
-def sample_metrics(fake: torch.Tensor, reference: torch.Tensor, reference2: torch.Tensor,
-                   held_out: torch.Tensor, k: int = 3, mixture=None, cache: dict | None = None) -> dict:
+def sample_metrics(
+    fake: torch.Tensor,
+    reference: torch.Tensor,
+    reference2: torch.Tensor,
+    held_out: torch.Tensor,
+    k: int = 3,
+    mixture=None,
+    cache: dict | None = None,
+) -> dict:
     """All metrics of one sample set: energy distance to `reference` and its floor (reference vs
     reference2), k-NN precision/recall against `held_out`, and mode metrics when `mixture` is given.
     cache: a dict kept with fixed reference sets; the quantities that depend on them alone are computed

@@ -32,8 +32,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .ddpmpp import (InitSpec, NoiseLevelEmbedding, ResampleConv2d, ResidualBlock, batch_noise, check_alpha,
-                     class_one_hot, make_group_norm, make_linear)
+from .ddpmpp import (
+    InitSpec,
+    NoiseLevelEmbedding,
+    ResampleConv2d,
+    ResidualBlock,
+    batch_noise,
+    check_alpha,
+    class_one_hot,
+    make_group_norm,
+    make_linear,
+)
 from .embeddings import AlphaEmbedding
 
 
@@ -42,11 +51,22 @@ class ADM(nn.Module):
     -> F [, bottleneck]; the bottleneck is the encoder's lowest-resolution output
     (model_channels * channel_mult[-1] channels)."""
 
-    def __init__(self, img_resolution: int = 64, in_channels: int = 3, out_channels: int = 3,
-                 model_channels: int = 192, channel_mult: Sequence[int] = (1, 2, 3, 4), num_blocks: int = 3,
-                 attn_resolutions: Sequence[int] = (32, 16, 8), dropout: float = 0.10, num_classes: int = 1000,
-                 label_dropout: float = 0.0, alpha_input: bool = False, channel_mult_emb: int = 4,
-                 channels_per_head: int = 64):
+    def __init__(
+        self,
+        img_resolution: int = 64,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        model_channels: int = 192,
+        channel_mult: Sequence[int] = (1, 2, 3, 4),
+        num_blocks: int = 3,
+        attn_resolutions: Sequence[int] = (32, 16, 8),
+        dropout: float = 0.10,
+        num_classes: int = 1000,
+        label_dropout: float = 0.0,
+        alpha_input: bool = False,
+        channel_mult_emb: int = 4,
+        channels_per_head: int = 64,
+    ):
         super().__init__()
         self.img_resolution = img_resolution
         self.num_classes = num_classes
@@ -55,8 +75,13 @@ class ADM(nn.Module):
         emb_channels = model_channels * channel_mult_emb
         init = InitSpec("kaiming_uniform", weight_gain=math.sqrt(1 / 3), bias_gain=math.sqrt(1 / 3))
         init_zero = InitSpec("kaiming_uniform", weight_gain=0.0, bias_gain=0.0)
-        block_args = dict(emb_channels=emb_channels, channels_per_head=channels_per_head, dropout=dropout,
-                          init=init, init_zero=init_zero)
+        block_args = dict(
+            emb_channels=emb_channels,
+            channels_per_head=channels_per_head,
+            dropout=dropout,
+            init=init,
+            init_zero=init_zero,
+        )
 
         # Conditioning: SiLU MLP on the noise embedding, then label (and alpha) added in emb_channels.
         self.map_noise = NoiseLevelEmbedding(model_channels, endpoint=False, sin_first=False)
@@ -81,7 +106,8 @@ class ADM(nn.Module):
                 self.enc[f"{res}x{res}_down"] = ResidualBlock(channels, channels, down=True, **block_args)
             for idx in range(num_blocks):
                 self.enc[f"{res}x{res}_block{idx}"] = ResidualBlock(
-                    channels, model_channels * mult, attention=res in attn_resolutions, **block_args)
+                    channels, model_channels * mult, attention=res in attn_resolutions, **block_args
+                )
                 channels = model_channels * mult
         self.bottleneck_channels = channels
         skip_channels = [layer.out_channels for layer in self.enc.values()]
@@ -97,8 +123,11 @@ class ADM(nn.Module):
                 self.dec[f"{res}x{res}_up"] = ResidualBlock(channels, channels, up=True, **block_args)
             for idx in range(num_blocks + 1):
                 self.dec[f"{res}x{res}_block{idx}"] = ResidualBlock(
-                    channels + skip_channels.pop(), model_channels * mult, attention=res in attn_resolutions,
-                    **block_args)
+                    channels + skip_channels.pop(),
+                    model_channels * mult,
+                    attention=res in attn_resolutions,
+                    **block_args,
+                )
                 channels = model_channels * mult
         self.out_norm = make_group_norm(channels)
         self.out_conv = ResampleConv2d(channels, out_channels, 3, init=init_zero)

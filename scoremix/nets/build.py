@@ -10,25 +10,50 @@ from .mlp import MLPBackbone, MLPHead
 from .unet import ConvHead, SmallUNet
 
 
-def build_backbone(net_cfg, data_shape: tuple, num_classes: int = 0, alpha_input: bool = False,
-                   dropout: float | None = None) -> nn.Module:
+def build_backbone(
+    net_cfg, data_shape: tuple, num_classes: int = 0, alpha_input: bool = False, dropout: float | None = None
+) -> nn.Module:
     dropout = net_cfg.dropout if dropout is None else dropout
     if getattr(net_cfg, "precond", "edm") not in ("edm", "vp", "ve"):
         raise ValueError(f"unknown precond {net_cfg.precond!r}; use edm, vp or ve")
     if net_cfg.arch == "mlp":
-        return MLPBackbone(data_shape[0], hidden=net_cfg.hidden, depth=net_cfg.depth,
-                           activation=net_cfg.activation, fourier_features=net_cfg.fourier_features,
-                           fourier_scale=net_cfg.fourier_scale, num_classes=num_classes, alpha_input=alpha_input,
-                           label_dropout=net_cfg.label_dropout)
+        return MLPBackbone(
+            data_shape[0],
+            hidden=net_cfg.hidden,
+            depth=net_cfg.depth,
+            activation=net_cfg.activation,
+            fourier_features=net_cfg.fourier_features,
+            fourier_scale=net_cfg.fourier_scale,
+            num_classes=num_classes,
+            alpha_input=alpha_input,
+            label_dropout=net_cfg.label_dropout,
+        )
     channels, resolution = data_shape[0], data_shape[-1]
     if net_cfg.arch == "unet":
-        return SmallUNet(channels, net_cfg.channels, tuple(net_cfg.channel_mult), net_cfg.blocks,
-                         attention=bool(net_cfg.attention), dropout=dropout, num_classes=num_classes,
-                         alpha_input=alpha_input, label_dropout=net_cfg.label_dropout)
-    kwargs = dict(img_resolution=resolution, in_channels=channels, out_channels=channels,
-                  model_channels=net_cfg.channels, channel_mult=list(net_cfg.channel_mult),
-                  num_blocks=net_cfg.blocks, attn_resolutions=list(net_cfg.attention), dropout=dropout,
-                  num_classes=num_classes, label_dropout=net_cfg.label_dropout, alpha_input=alpha_input)
+        return SmallUNet(
+            channels,
+            net_cfg.channels,
+            tuple(net_cfg.channel_mult),
+            net_cfg.blocks,
+            attention=bool(net_cfg.attention),
+            dropout=dropout,
+            num_classes=num_classes,
+            alpha_input=alpha_input,
+            label_dropout=net_cfg.label_dropout,
+        )
+    kwargs = dict(
+        img_resolution=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        model_channels=net_cfg.channels,
+        channel_mult=list(net_cfg.channel_mult),
+        num_blocks=net_cfg.blocks,
+        attn_resolutions=list(net_cfg.attention),
+        dropout=dropout,
+        num_classes=num_classes,
+        label_dropout=net_cfg.label_dropout,
+        alpha_input=alpha_input,
+    )
     if net_cfg.arch == "ddpmpp":
         from .ddpmpp import DDPMpp
 
@@ -66,8 +91,10 @@ def build_head(backbone: nn.Module, hidden: int, kind: str = "small") -> nn.Modu
         raise ConfigError(f"method.head={kind!r} is unknown; use small or paper")
     if kind == "paper":
         if isinstance(backbone, MLPBackbone):
-            raise ConfigError("method.head=paper is a convolutional head for image bottlenecks; vector data "
-                              "(arch=mlp) uses method.head=small")
+            raise ConfigError(
+                "method.head=paper is a convolutional head for image bottlenecks; vector data "
+                "(arch=mlp) uses method.head=small"
+            )
         return PaperHead(backbone.bottleneck_channels)
     if isinstance(backbone, MLPBackbone):
         return MLPHead(backbone.bottleneck_channels, hidden)

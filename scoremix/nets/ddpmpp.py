@@ -38,7 +38,6 @@ from torch.nn import functional as F
 
 from .embeddings import AlphaEmbedding
 
-
 # ----------------------------------------------------------------------------------------------------------
 # Initialisation
 
@@ -78,8 +77,9 @@ def make_linear(in_features: int, out_features: int, init: InitSpec, bias: bool 
     return layer
 
 
-def make_group_norm(channels: int, eps: float = 1e-5, max_groups: int = 32,
-                    min_channels_per_group: int = 4) -> nn.GroupNorm:
+def make_group_norm(
+    channels: int, eps: float = 1e-5, max_groups: int = 32, min_channels_per_group: int = 4
+) -> nn.GroupNorm:
     """GroupNorm with at most 32 groups and at least 4 channels per group (EDM's rule)."""
     groups = max(1, min(max_groups, channels // min_channels_per_group))
     while channels % groups:  # only reachable for unusual small widths
@@ -98,8 +98,17 @@ class ResampleConv2d(nn.Module):
     buffer ``resample_filter`` (1, 1, taps, taps) only when resampling.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True, up: bool = False,
-                 down: bool = False, resample_filter: Sequence[float] = (1, 1), init: InitSpec = InitSpec()):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        bias: bool = True,
+        up: bool = False,
+        down: bool = False,
+        resample_filter: Sequence[float] = (1, 1),
+        init: InitSpec = InitSpec(),
+    ):
         super().__init__()
         if up and down:
             raise ValueError("a convolution resamples up or down, not both")
@@ -150,12 +159,27 @@ class ResidualBlock(nn.Module):
     adaptive_scale=True: norm1(h) * (1 + scale) + shift (ADM); False: norm1(h + shift) (DDPM++).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, emb_channels: int, *, up: bool = False,
-                 down: bool = False, attention: bool = False, num_heads: int | None = None,
-                 channels_per_head: int = 64, dropout: float = 0.0, skip_scale: float = 1.0, eps: float = 1e-5,
-                 resample_filter: Sequence[float] = (1, 1), resample_proj: bool = False,
-                 adaptive_scale: bool = True, init: InitSpec = InitSpec(),
-                 init_zero: InitSpec = InitSpec(weight_gain=0.0), init_attn: InitSpec | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        emb_channels: int,
+        *,
+        up: bool = False,
+        down: bool = False,
+        attention: bool = False,
+        num_heads: int | None = None,
+        channels_per_head: int = 64,
+        dropout: float = 0.0,
+        skip_scale: float = 1.0,
+        eps: float = 1e-5,
+        resample_filter: Sequence[float] = (1, 1),
+        resample_proj: bool = False,
+        adaptive_scale: bool = True,
+        init: InitSpec = InitSpec(),
+        init_zero: InitSpec = InitSpec(weight_gain=0.0),
+        init_attn: InitSpec | None = None,
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -170,8 +194,9 @@ class ResidualBlock(nn.Module):
             self.num_heads = max(1, out_channels // channels_per_head)
 
         self.norm0 = make_group_norm(in_channels, eps)
-        self.conv0 = ResampleConv2d(in_channels, out_channels, 3, up=up, down=down,
-                                    resample_filter=resample_filter, init=init)
+        self.conv0 = ResampleConv2d(
+            in_channels, out_channels, 3, up=up, down=down, resample_filter=resample_filter, init=init
+        )
         self.affine = make_linear(emb_channels, out_channels * (2 if adaptive_scale else 1), init)
         self.norm1 = make_group_norm(out_channels, eps)
         self.conv1 = ResampleConv2d(out_channels, out_channels, 3, init=init_zero)
@@ -180,8 +205,9 @@ class ResidualBlock(nn.Module):
         if in_channels != out_channels or up or down:
             # A 1x1 projection when widths differ (or when asked to); a bare resampler otherwise.
             kernel = 1 if (resample_proj or in_channels != out_channels) else 0
-            self.skip = ResampleConv2d(in_channels, out_channels, kernel, up=up, down=down,
-                                       resample_filter=resample_filter, init=init)
+            self.skip = ResampleConv2d(
+                in_channels, out_channels, kernel, up=up, down=down, resample_filter=resample_filter, init=init
+            )
 
         if self.num_heads:
             if out_channels % self.num_heads:
@@ -221,8 +247,7 @@ class NoiseLevelEmbedding(nn.Module):
     sin_first orders the halves as [sin, cos] (DDPM++) instead of [cos, sin] (ADM).
     """
 
-    def __init__(self, num_channels: int, max_positions: int = 10000, endpoint: bool = False,
-                 sin_first: bool = False):
+    def __init__(self, num_channels: int, max_positions: int = 10000, endpoint: bool = False, sin_first: bool = False):
         super().__init__()
         self.num_channels = num_channels
         self.max_positions = max_positions
@@ -243,8 +268,14 @@ class NoiseLevelEmbedding(nn.Module):
 # Conditioning helpers shared by the backbones
 
 
-def class_one_hot(labels: torch.Tensor | None, num_classes: int, batch: int, label_dropout: float,
-                  training: bool, device: torch.device) -> torch.Tensor:
+def class_one_hot(
+    labels: torch.Tensor | None,
+    num_classes: int,
+    batch: int,
+    label_dropout: float,
+    training: bool,
+    device: torch.device,
+) -> torch.Tensor:
     """Integer class ids (B,) or one-hot/soft labels (B, num_classes) -> float (B, num_classes), with
     whole-label dropout (rows zeroed with probability label_dropout) in training mode."""
     if labels is None:
@@ -264,8 +295,9 @@ def class_one_hot(labels: torch.Tensor | None, num_classes: int, batch: int, lab
     return one_hot
 
 
-def check_alpha(c_alpha: torch.Tensor | None, alpha_input: bool, batch: int,
-                device: torch.device) -> torch.Tensor | None:
+def check_alpha(
+    c_alpha: torch.Tensor | None, alpha_input: bool, batch: int, device: torch.device
+) -> torch.Tensor | None:
     """Validate c_alpha against the constructor flag; broadcast a scalar to the batch."""
     if alpha_input and c_alpha is None:
         raise ValueError("this network is alpha-conditional: pass c_alpha")
@@ -292,11 +324,23 @@ class DDPMpp(nn.Module):
     The bottleneck is the encoder's lowest-resolution output (model_channels * channel_mult[-1] channels).
     """
 
-    def __init__(self, img_resolution: int = 32, in_channels: int = 3, out_channels: int = 3,
-                 model_channels: int = 128, channel_mult: Sequence[int] = (2, 2, 2), num_blocks: int = 4,
-                 attn_resolutions: Sequence[int] = (16,), dropout: float = 0.13, num_classes: int = 0,
-                 label_dropout: float = 0.0, alpha_input: bool = False, channel_mult_emb: int = 4,
-                 channel_mult_noise: int = 1, resample_filter: Sequence[float] = (1, 1)):
+    def __init__(
+        self,
+        img_resolution: int = 32,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        model_channels: int = 128,
+        channel_mult: Sequence[int] = (2, 2, 2),
+        num_blocks: int = 4,
+        attn_resolutions: Sequence[int] = (16,),
+        dropout: float = 0.13,
+        num_classes: int = 0,
+        label_dropout: float = 0.0,
+        alpha_input: bool = False,
+        channel_mult_emb: int = 4,
+        channel_mult_noise: int = 1,
+        resample_filter: Sequence[float] = (1, 1),
+    ):
         super().__init__()
         self.img_resolution = img_resolution
         self.num_classes = num_classes
@@ -307,9 +351,19 @@ class DDPMpp(nn.Module):
         init = InitSpec("xavier_uniform")
         init_zero = InitSpec("xavier_uniform", weight_gain=1e-5)
         init_attn = InitSpec("xavier_uniform", weight_gain=math.sqrt(0.2))
-        block_args = dict(emb_channels=emb_channels, num_heads=1, dropout=dropout, skip_scale=math.sqrt(0.5),
-                          eps=1e-6, resample_filter=resample_filter, resample_proj=True, adaptive_scale=False,
-                          init=init, init_zero=init_zero, init_attn=init_attn)
+        block_args = dict(
+            emb_channels=emb_channels,
+            num_heads=1,
+            dropout=dropout,
+            skip_scale=math.sqrt(0.5),
+            eps=1e-6,
+            resample_filter=resample_filter,
+            resample_proj=True,
+            adaptive_scale=False,
+            init=init,
+            init_zero=init_zero,
+            init_attn=init_attn,
+        )
 
         # Conditioning: noise (+ label) (+ alpha) in noise_channels, then a two-layer SiLU MLP.
         self.map_noise = NoiseLevelEmbedding(noise_channels, endpoint=True, sin_first=True)
@@ -330,7 +384,8 @@ class DDPMpp(nn.Module):
                 self.enc[f"{res}x{res}_down"] = ResidualBlock(channels, channels, down=True, **block_args)
             for idx in range(num_blocks):
                 self.enc[f"{res}x{res}_block{idx}"] = ResidualBlock(
-                    channels, model_channels * mult, attention=res in attn_resolutions, **block_args)
+                    channels, model_channels * mult, attention=res in attn_resolutions, **block_args
+                )
                 channels = model_channels * mult
         self.bottleneck_channels = channels
         skip_channels = [layer.out_channels for layer in self.enc.values()]
@@ -347,7 +402,8 @@ class DDPMpp(nn.Module):
             for idx in range(num_blocks + 1):
                 attend = idx == num_blocks and res in attn_resolutions
                 self.dec[f"{res}x{res}_block{idx}"] = ResidualBlock(
-                    channels + skip_channels.pop(), model_channels * mult, attention=attend, **block_args)
+                    channels + skip_channels.pop(), model_channels * mult, attention=attend, **block_args
+                )
                 channels = model_channels * mult
         # Output layers (EDM keeps them inside dec under "aux" names).
         self._out_norm_key = f"{img_resolution}x{img_resolution}_aux_norm"
@@ -385,5 +441,15 @@ class DDPMpp(nn.Module):
         return (out, bottleneck) if return_bottleneck else out
 
 
-__all__ = ["DDPMpp", "ResidualBlock", "ResampleConv2d", "NoiseLevelEmbedding", "InitSpec", "make_linear",
-           "make_group_norm", "class_one_hot", "check_alpha", "batch_noise"]
+__all__ = [
+    "DDPMpp",
+    "ResidualBlock",
+    "ResampleConv2d",
+    "NoiseLevelEmbedding",
+    "InitSpec",
+    "make_linear",
+    "make_group_norm",
+    "class_one_hot",
+    "check_alpha",
+    "batch_noise",
+]

@@ -72,8 +72,14 @@ class AlphaEmbedding(nn.Module):
 class ConditionEmbedding(nn.Module):
     """Noise level (+ class label) (+ alpha) -> one conditioning vector of size emb_dim."""
 
-    def __init__(self, emb_dim: int, noise_channels: int, num_classes: int = 0, alpha_input: bool = False,
-                 label_dropout: float = 0.0):
+    def __init__(
+        self,
+        emb_dim: int,
+        noise_channels: int,
+        num_classes: int = 0,
+        alpha_input: bool = False,
+        label_dropout: float = 0.0,
+    ):
         super().__init__()
         self.noise = PositionalEmbedding(noise_channels, max_positions=10000, scale=1000.0 / 4)
         self.map = nn.Sequential(nn.Linear(noise_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))

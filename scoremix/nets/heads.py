@@ -46,8 +46,12 @@ class PaperHead(nn.Module):
         super().__init__()
         groups = paper_group_count(channels)
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 4, stride=2, padding=1), nn.GroupNorm(groups, channels), nn.SiLU(),
-            nn.Conv2d(channels, channels, 4, stride=4), nn.GroupNorm(groups, channels), nn.SiLU(),
+            nn.Conv2d(channels, channels, 4, stride=2, padding=1),
+            nn.GroupNorm(groups, channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 4, stride=4),
+            nn.GroupNorm(groups, channels),
+            nn.SiLU(),
             nn.Conv2d(channels, 1, 1),
         )
 

@@ -17,16 +17,27 @@ class MLPBackbone(nn.Module):
     The last hidden activation is the bottleneck used by the discriminator head.
     """
 
-    def __init__(self, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
-                 fourier_features: int = 0, fourier_scale: float = 1.0, emb_dim: int | None = None,
-                 num_classes: int = 0, alpha_input: bool = False, label_dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+        emb_dim: int | None = None,
+        num_classes: int = 0,
+        alpha_input: bool = False,
+        label_dropout: float = 0.0,
+    ):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
         emb_dim = emb_dim or hidden
         self.dim = dim
-        self.embed = ConditionEmbedding(emb_dim, noise_channels=64, num_classes=num_classes,
-                                        alpha_input=alpha_input, label_dropout=label_dropout)
+        self.embed = ConditionEmbedding(
+            emb_dim, noise_channels=64, num_classes=num_classes, alpha_input=alpha_input, label_dropout=label_dropout
+        )
         # Random Fourier features of the input (Tancik et al. 2020) let a small MLP form the sharp,
         # many-cornered maps of multi-modal toys; the raw input is kept alongside them.
         self.fourier = InputFourierFeatures(dim, fourier_features, fourier_scale) if fourier_features else None

@@ -55,13 +55,27 @@ class SmallUNet(nn.Module):
     """Encoder-decoder with skip connections; channel multipliers per resolution; the lowest-resolution
     activation is the bottleneck for the discriminator head."""
 
-    def __init__(self, in_channels: int = 1, channels: int = 32, channel_mult=(1, 2), blocks: int = 1,
-                 attention: bool = False, dropout: float = 0.0, num_classes: int = 0,
-                 alpha_input: bool = False, label_dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: int = 32,
+        channel_mult=(1, 2),
+        blocks: int = 1,
+        attention: bool = False,
+        dropout: float = 0.0,
+        num_classes: int = 0,
+        alpha_input: bool = False,
+        label_dropout: float = 0.0,
+    ):
         super().__init__()
         emb_dim = 4 * channels
-        self.embed = ConditionEmbedding(emb_dim, noise_channels=channels, num_classes=num_classes,
-                                        alpha_input=alpha_input, label_dropout=label_dropout)
+        self.embed = ConditionEmbedding(
+            emb_dim,
+            noise_channels=channels,
+            num_classes=num_classes,
+            alpha_input=alpha_input,
+            label_dropout=label_dropout,
+        )
         self.inp = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.down = nn.ModuleList()
         skip_channels = [channels]

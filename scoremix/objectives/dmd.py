@@ -4,7 +4,6 @@ term on the fake network's bottleneck."""
 
 from __future__ import annotations
 
-
 from .diffusion import denoising_loss
 from .gan_baseline import discriminator_loss, generator_loss
 from .smt import _mean

@@ -33,8 +33,9 @@ def interpolated_denoiser(posterior: torch.Tensor, d_teacher: torch.Tensor, d_fa
     return w * d_teacher + (1 - w) * d_fake
 
 
-def mixture_loss(logit_real, d_teacher_real, d_fake_real, logit_fake, d_teacher_fake, d_fake_fake,
-                 alpha, sigma, sigma_data):
+def mixture_loss(
+    logit_real, d_teacher_real, d_fake_real, logit_fake, d_teacher_fake, d_fake_fake, alpha, sigma, sigma_data
+):
     """Eq. 14 as in the released code, per sample: alpha lambda(sigma) ||Dhat(x_real,t) - sg(D_p(x_real,t))||^2
     + (1 - alpha) lambda(sigma) ||Dhat(x_fake,t) - sg(D_fake(x_fake,t))||^2, where Dhat is the interpolated
     denoiser of sg(D_p) and sg(D_fake). Only the logits carry gradients: at a point x_t its minimiser over

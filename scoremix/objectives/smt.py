@@ -32,8 +32,9 @@ def _mean(x):
     return x.flatten(1).mean(dim=1).reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def generator_direction(x, d_fake, d_mix, d_real, sigma=None, alpha=None, weighting: str = "adaptive",
-                        eps: float = 1e-6):
+def generator_direction(
+    x, d_fake, d_mix, d_real, sigma=None, alpha=None, weighting: str = "adaptive", eps: float = 1e-6
+):
     """The per-sample generator gradient w.r.t. x (its negative is where x moves).
 
     weighting:
@@ -44,7 +45,7 @@ def generator_direction(x, d_fake, d_mix, d_real, sigma=None, alpha=None, weight
     """
     diff = d_fake - d_mix
     if weighting == "adaptive":
-        scale = _mean((x - d_real).abs()) * torch.sqrt(_mean(diff ** 2) / (_mean((d_real - d_fake) ** 2) + eps))
+        scale = _mean((x - d_real).abs()) * torch.sqrt(_mean(diff**2) / (_mean((d_real - d_fake) ** 2) + eps))
         grad = diff / scale
     elif weighting == "dmd":
         shape = (-1,) + (1,) * (x.ndim - 1)
@@ -69,4 +70,4 @@ def mixture_denoisers(score_net, x_t, sigma, alpha, labels=None):
     lab = None if labels is None else labels.repeat(3)
     with torch.no_grad():
         out = score_net(x_t.repeat(3, *([1] * (x_t.ndim - 1))), sigma.repeat(3), alpha=alphas, labels=lab)
-    return out[:n], out[n:2 * n], out[2 * n:]
+    return out[:n], out[n : 2 * n], out[2 * n :]

@@ -48,19 +48,25 @@ def load_teacher(spec: str, device="cpu", data_cfg=None):
     spec = str(spec)
     if spec == "analytic" or spec.startswith("analytic:"):
         from .analytic import load_analytic_teacher
+
         name = spec.split(":", 1)[1] if ":" in spec else (data_cfg.source if data_cfg is not None else None)
         return load_analytic_teacher(name, device=device)
     if not os.path.exists(spec):
-        raise TeacherError(f"teacher '{spec}' does not exist; pass a run folder, a state-*.pt, a "
-                           "generator/denoiser .safetensors, an EDM .pkl, a diffusers UNet2DModel folder, "
-                           "or 'analytic' for the toy mixtures")
+        raise TeacherError(
+            f"teacher '{spec}' does not exist; pass a run folder, a state-*.pt, a "
+            "generator/denoiser .safetensors, an EDM .pkl, a diffusers UNet2DModel folder, "
+            "or 'analytic' for the toy mixtures"
+        )
     if spec.endswith(".pkl"):
         from .edm_pickle import load_edm_pickle
+
         return load_edm_pickle(spec, device=device)
     if os.path.isdir(spec) and _is_diffusers_folder(spec):
         from .diffusers_unet import load_diffusers_unet
+
         return load_diffusers_unet(spec, device=device)
     from .run import load_run_teacher
+
     return load_run_teacher(spec, device=device)
 
 

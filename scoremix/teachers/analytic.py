@@ -53,13 +53,17 @@ class AnalyticTeacher(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma, labels=None, return_features: bool = False):
         if return_features:
-            raise TeacherError("an analytic teacher has no network features; the fake denoiser and its "
-                               "density-ratio head come from the config's score network")
+            raise TeacherError(
+                "an analytic teacher has no network features; the fake denoiser and its "
+                "density-ratio head come from the config's score network"
+            )
         if labels is not None:
             raise TeacherError("the analytic toy teachers are unconditional; pass labels=None")
         if x.ndim != 2 or x.shape[1] != self.mixture.dim:
-            raise TeacherError(f"the analytic teacher '{self.info['name']}' denoises points of shape "
-                               f"(n, {self.mixture.dim}), got {tuple(x.shape)}")
+            raise TeacherError(
+                f"the analytic teacher '{self.info['name']}' denoises points of shape "
+                f"(n, {self.mixture.dim}), got {tuple(x.shape)}"
+            )
         sigma = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu()
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
@@ -77,19 +81,39 @@ def mixture_sha256(mixture: GaussianMixture) -> str:
 def load_analytic_teacher(name, device="cpu") -> AnalyticTeacher:
     """The exact denoiser of the toy named `name` (ring8, grid25, swissroll)."""
     if name not in SUPPORTED:
-        raise TeacherError(f"no analytic teacher for '{name}'; analytic teachers exist for the 2-D toys "
-                           f"{', '.join(SUPPORTED)} (set data.source to one of them or write analytic:NAME)")
+        raise TeacherError(
+            f"no analytic teacher for '{name}'; analytic teachers exist for the 2-D toys "
+            f"{', '.join(SUPPORTED)} (set data.source to one of them or write analytic:NAME)"
+        )
     with torch.device("cpu"):  # also under a meta-device context (parameter counts of --dry-run)
         mixture = toy_mixture(name)
-    var = (mixture.weights[:, None] * (mixture.means - mixture.mean()) ** 2).sum(0) + (mixture.weights * mixture.stds ** 2).sum()
-    info = {"kind": "analytic", "arch": "gaussian-mixture", "precond": "analytic", "resolution": None,
-            "channels": mixture.dim, "num_classes": 0, "parameters": 0,
-            "sigma_data": float(var.mean().sqrt()), "data_shape": [mixture.dim], "name": name,
-            "components": mixture.num_components, "exact": name != "swissroll",
-            "sha256": mixture_sha256(mixture)}
+    var = (mixture.weights[:, None] * (mixture.means - mixture.mean()) ** 2).sum(0) + (
+        mixture.weights * mixture.stds**2
+    ).sum()
+    info = {
+        "kind": "analytic",
+        "arch": "gaussian-mixture",
+        "precond": "analytic",
+        "resolution": None,
+        "channels": mixture.dim,
+        "num_classes": 0,
+        "parameters": 0,
+        "sigma_data": float(var.mean().sqrt()),
+        "data_shape": [mixture.dim],
+        "name": name,
+        "components": mixture.num_components,
+        "exact": name != "swissroll",
+        "sha256": mixture_sha256(mixture),
+    }
     del device  # computed on the CPU in float64; outputs go back to the input's device
     return AnalyticTeacher(mixture, info).eval()
 
 
-__all__ = ["AnalyticTeacher", "load_analytic_teacher", "toy_mixture", "swissroll_mixture", "SUPPORTED",
-           "SWISSROLL_COMPONENTS"]
+__all__ = [
+    "AnalyticTeacher",
+    "load_analytic_teacher",
+    "toy_mixture",
+    "swissroll_mixture",
+    "SUPPORTED",
+    "SWISSROLL_COMPONENTS",
+]

@@ -57,9 +57,12 @@ def _unet_folder(path: str) -> str:
 
 
 def _scheduler_config(path: str, unet_dir: str) -> tuple[dict, str]:
-    candidates = [os.path.join(unet_dir, "scheduler_config.json"), os.path.join(path, "scheduler_config.json"),
-                  os.path.join(path, "scheduler", "scheduler_config.json"),
-                  os.path.join(os.path.dirname(os.path.abspath(unet_dir)), "scheduler", "scheduler_config.json")]
+    candidates = [
+        os.path.join(unet_dir, "scheduler_config.json"),
+        os.path.join(path, "scheduler_config.json"),
+        os.path.join(path, "scheduler", "scheduler_config.json"),
+        os.path.join(os.path.dirname(os.path.abspath(unet_dir)), "scheduler", "scheduler_config.json"),
+    ]
     for candidate in candidates:
         if os.path.isfile(candidate):
             try:
@@ -67,8 +70,11 @@ def _scheduler_config(path: str, unet_dir: str) -> tuple[dict, str]:
                     return json.load(f), candidate
             except (OSError, ValueError) as exc:
                 _fail(path, f"cannot read {candidate} ({exc})")
-    _fail(path, "no scheduler_config.json found (looked in the folder, scheduler/ and ../scheduler/); the noise "
-                "schedule and prediction type are needed to convert the UNet into a denoiser")
+    _fail(
+        path,
+        "no scheduler_config.json found (looked in the folder, scheduler/ and ../scheduler/); the noise "
+        "schedule and prediction type are needed to convert the UNet into a denoiser",
+    )
 
 
 def _alphas_cumprod(path: str, cfg: dict) -> np.ndarray:
@@ -76,14 +82,20 @@ def _alphas_cumprod(path: str, cfg: dict) -> np.ndarray:
     if "ScoreSdeVe" in name or "KarrasVe" in name:
         _fail(path, f"{name} is a variance-exploding scheduler; only DDPM-family (beta schedule) models are supported")
     if cfg.get("rescale_betas_zero_snr"):
-        _fail(path, "rescale_betas_zero_snr=true gives alpha_bar = 0 (infinite sigma) at the last timestep; "
-                    "not supported")
+        _fail(
+            path, "rescale_betas_zero_snr=true gives alpha_bar = 0 (infinite sigma) at the last timestep; not supported"
+        )
     schedule = cfg.get("beta_schedule", "linear")
     if cfg.get("trained_betas") is None and schedule not in BETA_SCHEDULES:
         _fail(path, f"beta_schedule {schedule!r} is not supported; use one of {', '.join(BETA_SCHEDULES)}")
     try:
-        betas = ddpm_betas(int(cfg.get("num_train_timesteps", 1000)), float(cfg.get("beta_start", 1e-4)),
-                           float(cfg.get("beta_end", 0.02)), schedule, cfg.get("trained_betas"))
+        betas = ddpm_betas(
+            int(cfg.get("num_train_timesteps", 1000)),
+            float(cfg.get("beta_start", 1e-4)),
+            float(cfg.get("beta_end", 0.02)),
+            schedule,
+            cfg.get("trained_betas"),
+        )
     except (TypeError, ValueError) as exc:
         _fail(path, f"scheduler config: {exc}")
     return ddpm_alphas_cumprod(betas)
@@ -127,7 +139,7 @@ class DiffusersDenoiser(nn.Module):
             raise ValueError("this denoiser takes no alpha input")
         x = x.float()
         sigma_b = _expand(sigma, x).float()
-        scale = 1 / (1 + sigma_b ** 2).sqrt()  # sqrt(alpha_bar)
+        scale = 1 / (1 + sigma_b**2).sqrt()  # sqrt(alpha_bar)
         timesteps = self.timestep(sigma_b.flatten()).to(torch.float32)
         features = []
         hook = None
@@ -136,8 +148,9 @@ class DiffusersDenoiser(nn.Module):
                 raise ValueError("this UNet2DModel has no middle block to return features from")
             hook = self.backbone.mid_block.register_forward_hook(lambda m, i, out: features.append(out))
         try:
-            out = self.backbone(scale * x, timesteps,
-                                class_labels=self._class_labels(labels, x.shape[0], x.device)).sample
+            out = self.backbone(
+                scale * x, timesteps, class_labels=self._class_labels(labels, x.shape[0], x.device)
+            ).sample
         finally:
             if hook is not None:
                 hook.remove()
@@ -157,31 +170,42 @@ def load_diffusers_unet(path: str, device="cpu") -> DiffusersDenoiser:
     try:
         from diffusers import UNet2DModel
     except ImportError:
-        raise TeacherError(f"{path} is a diffusers model: install the optional extra with "
-                           "pip install 'scoremix[diffusers]'") from None
+        raise TeacherError(
+            f"{path} is a diffusers model: install the optional extra with pip install 'scoremix[diffusers]'"
+        ) from None
     unet_dir = _unet_folder(path)
     with open(os.path.join(unet_dir, "config.json")) as f:
         unet_cfg = json.load(f)
     if unet_cfg.get("_class_name") != "UNet2DModel":
         _fail(path, f"{unet_cfg.get('_class_name')!r} is not a UNet2DModel")
     if unet_cfg.get("time_embedding_type", "positional") != "positional":
-        _fail(path, f"time_embedding_type={unet_cfg['time_embedding_type']!r} (score-SDE style) is not supported; "
-                    "only positional timestep embeddings of DDPM-family models")
+        _fail(
+            path,
+            f"time_embedding_type={unet_cfg['time_embedding_type']!r} (score-SDE style) is not supported; "
+            "only positional timestep embeddings of DDPM-family models",
+        )
     if unet_cfg.get("center_input_sample"):
-        _fail(path, "center_input_sample=true (the UNet rescales its input as for images in [0, 1]) is not "
-                    "supported: the data scale it was trained on is not recorded, so EDM's [-1, 1] inputs "
-                    "cannot be converted reliably")
+        _fail(
+            path,
+            "center_input_sample=true (the UNet rescales its input as for images in [0, 1]) is not "
+            "supported: the data scale it was trained on is not recorded, so EDM's [-1, 1] inputs "
+            "cannot be converted reliably",
+        )
     if unet_cfg.get("class_embed_type") not in (None,):
-        _fail(path, f"class_embed_type={unet_cfg['class_embed_type']!r} is not supported (only integer class "
-                    "embeddings, num_class_embeds)")
+        _fail(
+            path,
+            f"class_embed_type={unet_cfg['class_embed_type']!r} is not supported (only integer class "
+            "embeddings, num_class_embeds)",
+        )
     sched_cfg, _ = _scheduler_config(path, unet_dir)
     prediction_type = sched_cfg.get("prediction_type", "epsilon")
     if prediction_type not in PREDICTION_TYPES:
         _fail(path, f"prediction_type {prediction_type!r} is not supported; use one of {', '.join(PREDICTION_TYPES)}")
     alphas_cumprod = _alphas_cumprod(path, sched_cfg)
     try:
-        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True,
-                                           torch_dtype=torch.float32, low_cpu_mem_usage=False)
+        unet = UNet2DModel.from_pretrained(
+            unet_dir, use_safetensors=True, local_files_only=True, torch_dtype=torch.float32, low_cpu_mem_usage=False
+        )
     except (OSError, ValueError, EnvironmentError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _fail(path, f"cannot load the UNet2DModel weights from safetensors ({first})")
@@ -207,7 +231,8 @@ def load_diffusers_unet(path: str, device="cpu") -> DiffusersDenoiser:
         "sigma_min": float(sigmas[0]),
         "sigma_max": float(sigmas[-1]),
         "num_train_timesteps": int(len(sigmas)),
-        "beta_schedule": "trained_betas" if sched_cfg.get("trained_betas") is not None
+        "beta_schedule": "trained_betas"
+        if sched_cfg.get("trained_betas") is not None
         else sched_cfg.get("beta_schedule", "linear"),
         "timestep_from_sigma": "fractional, log-sigma interpolation between integer timesteps",
         "path": path,

@@ -34,13 +34,33 @@ from .frozen import freeze
 from .safe_pickle import PersistentRecord, RecordedObject, safe_load
 
 # EDM's constructor defaults (training/networks.py), used for arguments a file does not record.
-_SONG_UNET_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=128, channel_mult=[1, 2, 2, 2],
-                           channel_mult_emb=4, num_blocks=4, attn_resolutions=[16], dropout=0.10,
-                           label_dropout=0, embedding_type="positional", channel_mult_noise=1,
-                           encoder_type="standard", decoder_type="standard", resample_filter=[1, 1])
-_DHARIWAL_UNET_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=192, channel_mult=[1, 2, 3, 4],
-                               channel_mult_emb=4, num_blocks=3, attn_resolutions=[32, 16, 8], dropout=0.10,
-                               label_dropout=0)
+_SONG_UNET_DEFAULTS = dict(
+    label_dim=0,
+    augment_dim=0,
+    model_channels=128,
+    channel_mult=[1, 2, 2, 2],
+    channel_mult_emb=4,
+    num_blocks=4,
+    attn_resolutions=[16],
+    dropout=0.10,
+    label_dropout=0,
+    embedding_type="positional",
+    channel_mult_noise=1,
+    encoder_type="standard",
+    decoder_type="standard",
+    resample_filter=[1, 1],
+)
+_DHARIWAL_UNET_DEFAULTS = dict(
+    label_dim=0,
+    augment_dim=0,
+    model_channels=192,
+    channel_mult=[1, 2, 3, 4],
+    channel_mult_emb=4,
+    num_blocks=3,
+    attn_resolutions=[32, 16, 8],
+    dropout=0.10,
+    label_dropout=0,
+)
 _MODEL_IO_KEYS = ("img_resolution", "in_channels", "out_channels")
 _PRECOND_KINDS = {"VPPrecond": "vp", "VEPrecond": "ve", "EDMPrecond": "edm"}
 
@@ -58,23 +78,50 @@ def _model_kwargs(path: str, precond: PersistentRecord, model: PersistentRecord)
     """The U-Net's constructor arguments: its own record, else what the wrapper passed on, else defaults."""
     defaults = _SONG_UNET_DEFAULTS if model.class_name == "SongUNet" else _DHARIWAL_UNET_DEFAULTS
     if model.state.get("_init_args"):
-        _fail(path, f"{model.class_name} was built with positional arguments, which EDM never records; "
-                    "the architecture cannot be read safely")
+        _fail(
+            path,
+            f"{model.class_name} was built with positional arguments, which EDM never records; "
+            "the architecture cannot be read safely",
+        )
     recorded = model.state.get("_init_kwargs")
     if not isinstance(recorded, dict):
         wrapper = precond.state.get("_init_kwargs")
         if not isinstance(wrapper, dict):
-            _fail(path, f"{model.class_name} has no recorded constructor arguments (_init_kwargs), so its "
-                        "architecture cannot be read safely; re-export it with EDM's persistence enabled")
-        recorded = {k: v for k, v in wrapper.items()
-                    if k not in ("img_resolution", "img_channels", "label_dim", "use_fp16", "model_type", "beta_d",
-                                 "beta_min", "M", "epsilon_t", "sigma_min", "sigma_max", "sigma_data")}
-        recorded.update(img_resolution=wrapper.get("img_resolution"), in_channels=wrapper.get("img_channels"),
-                        out_channels=wrapper.get("img_channels"), label_dim=wrapper.get("label_dim", 0))
+            _fail(
+                path,
+                f"{model.class_name} has no recorded constructor arguments (_init_kwargs), so its "
+                "architecture cannot be read safely; re-export it with EDM's persistence enabled",
+            )
+        recorded = {
+            k: v
+            for k, v in wrapper.items()
+            if k
+            not in (
+                "img_resolution",
+                "img_channels",
+                "label_dim",
+                "use_fp16",
+                "model_type",
+                "beta_d",
+                "beta_min",
+                "M",
+                "epsilon_t",
+                "sigma_min",
+                "sigma_max",
+                "sigma_data",
+            )
+        }
+        recorded.update(
+            img_resolution=wrapper.get("img_resolution"),
+            in_channels=wrapper.get("img_channels"),
+            out_channels=wrapper.get("img_channels"),
+            label_dim=wrapper.get("label_dim", 0),
+        )
     unknown = sorted(set(recorded) - set(defaults) - set(_MODEL_IO_KEYS))
     if unknown:
-        _fail(path, f"{model.class_name} was built with argument(s) {', '.join(unknown)} that scoremix does "
-                    "not reproduce")
+        _fail(
+            path, f"{model.class_name} was built with argument(s) {', '.join(unknown)} that scoremix does not reproduce"
+        )
     kwargs = {**defaults, **recorded}
     for key in _MODEL_IO_KEYS:
         if not isinstance(kwargs.get(key), int):
@@ -84,28 +131,44 @@ def _model_kwargs(path: str, precond: PersistentRecord, model: PersistentRecord)
 
 def _net_config(path: str, model: PersistentRecord, kwargs: dict, precond_kind: str) -> NetConfig:
     if model.class_name == "SongUNet":
-        ncsnpp = (kwargs["embedding_type"] != "positional" or kwargs["encoder_type"] != "standard"
-                  or list(kwargs["resample_filter"]) != [1, 1] or kwargs["channel_mult_noise"] != 1)
+        ncsnpp = (
+            kwargs["embedding_type"] != "positional"
+            or kwargs["encoder_type"] != "standard"
+            or list(kwargs["resample_filter"]) != [1, 1]
+            or kwargs["channel_mult_noise"] != 1
+        )
         if ncsnpp:
-            _fail(path, "NCSN++ teachers (SongUNet with Fourier embedding / residual encoder, EDM's *-ve.pkl "
-                        "files) are not supported: scoremix has no NCSN++ backbone; use a DDPM++ (*-vp.pkl) or "
-                        "ADM (*-adm.pkl) file")
+            _fail(
+                path,
+                "NCSN++ teachers (SongUNet with Fourier embedding / residual encoder, EDM's *-ve.pkl "
+                "files) are not supported: scoremix has no NCSN++ backbone; use a DDPM++ (*-vp.pkl) or "
+                "ADM (*-adm.pkl) file",
+            )
         if kwargs["decoder_type"] != "standard":
             _fail(path, f"SongUNet decoder_type={kwargs['decoder_type']!r} is not supported (only 'standard')")
         arch = "ddpmpp"
     elif model.class_name == "DhariwalUNet":
         arch = "adm"
     else:
-        _fail(path, f"network class {model.class_name!r} is not supported; scoremix reads SongUNet (DDPM++) and "
-                    "DhariwalUNet (ADM)")
+        _fail(
+            path,
+            f"network class {model.class_name!r} is not supported; scoremix reads SongUNet (DDPM++) and "
+            "DhariwalUNet (ADM)",
+        )
     if kwargs["channel_mult_emb"] != 4:
         _fail(path, f"channel_mult_emb={kwargs['channel_mult_emb']} is not supported (scoremix uses 4)")
     if kwargs["in_channels"] != kwargs["out_channels"]:
         _fail(path, "in_channels and out_channels differ; a denoiser maps images to images")
-    return NetConfig(arch=arch, channels=int(kwargs["model_channels"]),
-                     channel_mult=[int(m) for m in kwargs["channel_mult"]], blocks=int(kwargs["num_blocks"]),
-                     attention=[int(r) for r in kwargs["attn_resolutions"]], dropout=float(kwargs["dropout"]),
-                     label_dropout=float(kwargs["label_dropout"]), precond=precond_kind)
+    return NetConfig(
+        arch=arch,
+        channels=int(kwargs["model_channels"]),
+        channel_mult=[int(m) for m in kwargs["channel_mult"]],
+        blocks=int(kwargs["num_blocks"]),
+        attention=[int(r) for r in kwargs["attn_resolutions"]],
+        dropout=float(kwargs["dropout"]),
+        label_dropout=float(kwargs["label_dropout"]),
+        precond=precond_kind,
+    )
 
 
 def _flatten(record, prefix: str, out: dict, path: str) -> None:
@@ -141,8 +204,11 @@ def _map_state(path: str, file_state: dict, backbone: torch.nn.Module, arch: str
     for key, ref in expected.items():
         value = file_state[key]
         if tuple(value.shape) != tuple(ref.shape):
-            _fail(path, f"model.{key} has shape {tuple(value.shape)} but a {arch} with the recorded settings "
-                        f"expects {tuple(ref.shape)}")
+            _fail(
+                path,
+                f"model.{key} has shape {tuple(value.shape)} but a {arch} with the recorded settings "
+                f"expects {tuple(ref.shape)}",
+            )
         if not (value.is_floating_point()):
             _fail(path, f"model.{key} holds {value.dtype}, not floating-point values")
         value = value.to(torch.float32)
@@ -164,24 +230,35 @@ def load_edm_pickle(path: str, device="cpu") -> PreconditionedDenoiser:
     if not isinstance(precond, PersistentRecord):
         _fail(path, "the 'ema' entry is not an EDM network record")
     if precond.class_name not in _PRECOND_KINDS:
-        hint = " (iDDPM's discretised preconditioning is not reproduced)" if precond.class_name == "iDDPMPrecond" else ""
-        _fail(path, f"preconditioning class {precond.class_name!r} is not supported{hint}; scoremix reads "
-                    "VPPrecond, VEPrecond and EDMPrecond")
+        hint = (
+            " (iDDPM's discretised preconditioning is not reproduced)" if precond.class_name == "iDDPMPrecond" else ""
+        )
+        _fail(
+            path,
+            f"preconditioning class {precond.class_name!r} is not supported{hint}; scoremix reads "
+            "VPPrecond, VEPrecond and EDMPrecond",
+        )
     kind = _PRECOND_KINDS[precond.class_name]
     model = (precond.state.get("_modules") or {}).get("model")
     if not isinstance(model, PersistentRecord):
         _fail(path, f"{precond.class_name} holds no recorded 'model' network")
 
     if model.class_name not in ("SongUNet", "DhariwalUNet"):
-        _fail(path, f"network class {model.class_name!r} is not supported; scoremix reads SongUNet (DDPM++) and "
-                    "DhariwalUNet (ADM)")
+        _fail(
+            path,
+            f"network class {model.class_name!r} is not supported; scoremix reads SongUNet (DDPM++) and "
+            "DhariwalUNet (ADM)",
+        )
 
     vp = VPSchedule()
     if kind == "vp":
         recorded = {f.name: _state_value(precond, f.name, getattr(vp, f.name)) for f in dataclasses.fields(vp)}
         if any(not math.isclose(float(recorded[k]), float(getattr(vp, k)), rel_tol=1e-9) for k in recorded):
-            _fail(path, f"VP constants {recorded} differ from EDM's published ones {dataclasses.asdict(vp)}; "
-                        "scoremix reproduces only those")
+            _fail(
+                path,
+                f"VP constants {recorded} differ from EDM's published ones {dataclasses.asdict(vp)}; "
+                "scoremix reproduces only those",
+            )
     sigma_data = float(_state_value(precond, "sigma_data", 0.5)) if kind == "edm" else 0.5
 
     kwargs = _model_kwargs(path, precond, model)
@@ -200,8 +277,9 @@ def load_edm_pickle(path: str, device="cpu") -> PreconditionedDenoiser:
     file_state: dict = {}
     _flatten(model, "", file_state, path)
     wrapper_tensors: dict = {}
-    _flatten(PersistentRecord(precond.class_name, {**precond.state, "_modules": {}}, None, 0), "",
-             wrapper_tensors, path)
+    _flatten(
+        PersistentRecord(precond.class_name, {**precond.state, "_modules": {}}, None, 0), "", wrapper_tensors, path
+    )
     if wrapper_tensors:
         _fail(path, f"{precond.class_name} holds tensor {next(iter(wrapper_tensors))} that scoremix does not use")
     backbone.load_state_dict(_map_state(path, file_state, backbone, net_cfg.arch), strict=True)

@@ -49,17 +49,21 @@ def load_run_teacher(path: str, device="cpu", use_ema: bool = True) -> DenoiserT
         raise TeacherError(f"cannot load teacher '{path}': {err}") from None
     cfg = saved["config"]
     if cfg.method.name not in DIFFUSION_METHODS:
-        raise TeacherError(f"'{path}' is a scoremix {cfg.method.name} run: a one-step generator, not a diffusion "
-                           "model, so it has no denoiser for every noise level; train a teacher with "
-                           "`scoremix train --config mnist-edm` (method.name=edm) and pass that run")
+        raise TeacherError(
+            f"'{path}' is a scoremix {cfg.method.name} run: a one-step generator, not a diffusion "
+            "model, so it has no denoiser for every noise level; train a teacher with "
+            "`scoremix train --config mnist-edm` (method.name=edm) and pass that run"
+        )
     which = "ema" if use_ema and saved["ema"] is not None else "raw"
     shape, classes = saved["data_shape"], saved["num_classes"]
     denoiser = build_diffusion_denoiser(cfg, shape, classes)
     try:
         denoiser.load_state_dict(saved[which])
     except RuntimeError as err:
-        raise TeacherError(f"'{saved['path']}': weights do not match the denoiser its config describes "
-                           f"({str(err).splitlines()[0][:160]})") from None
+        raise TeacherError(
+            f"'{saved['path']}': weights do not match the denoiser its config describes "
+            f"({str(err).splitlines()[0][:160]})"
+        ) from None
     image = len(shape) == 3
     info = {
         "kind": "scoremix",

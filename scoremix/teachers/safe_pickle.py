@@ -44,9 +44,11 @@ def check_torch_version(version: str | None = None) -> None:
     version = str(torch.__version__ if version is None else version)
     if TorchVersion(version) < MIN_TORCH:
         floor = ".".join(map(str, MIN_TORCH))
-        raise TeacherError(f"torch {version} is too old to read EDM pickles safely: its weights_only loader has "
-                           f"published flaws (CVE-2025-32434 below 2.6, memory corruption below {floor}); "
-                           f"install torch>={floor}")
+        raise TeacherError(
+            f"torch {version} is too old to read EDM pickles safely: its weights_only loader has "
+            f"published flaws (CVE-2025-32434 below 2.6, memory corruption below {floor}); "
+            f"install torch>={floor}"
+        )
 
 
 class PersistentRecord:
@@ -140,8 +142,7 @@ def _ints(values, what: str) -> tuple:
     return tuple(values)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                    metadata=None):
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     """torch._utils._rebuild_tensor_v2: a tensor viewing `storage`, copied out so it owns its memory."""
     if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
         raise pickle.UnpicklingError("a tensor refers to something that is not a storage")
@@ -193,8 +194,9 @@ def _recorded_class(qualified_name: str) -> type:
     return type(qualified_name.rsplit(".", 1)[-1], (RecordedObject,), {"class_name": qualified_name})
 
 
-_RECORDED_TORCH_CLASSES = {name: _recorded_class(f"torch.nn.modules.container.{name}")
-                           for name in ("ModuleDict", "ModuleList", "Sequential")}
+_RECORDED_TORCH_CLASSES = {
+    name: _recorded_class(f"torch.nn.modules.container.{name}") for name in ("ModuleDict", "ModuleList", "Sequential")
+}
 
 _ALLOWED = {
     ("collections", "OrderedDict"): collections.OrderedDict,
@@ -240,8 +242,10 @@ class SafeUnpickler(pickle._Unpickler):
         raise pickle.UnpicklingError("persistent ids are not used by EDM network pickles")
 
     def _refuse_extension(self):
-        raise RefusedOpcode("it uses the EXT1/EXT2/EXT4 opcodes, which take objects from copyreg's extension "
-                            "registry without the allow-list")
+        raise RefusedOpcode(
+            "it uses the EXT1/EXT2/EXT4 opcodes, which take objects from copyreg's extension "
+            "registry without the allow-list"
+        )
 
     def _checked_build(self):
         if len(self.stack) < 2:
@@ -253,8 +257,10 @@ class SafeUnpickler(pickle._Unpickler):
             self.stack.pop()
             return
         if not isinstance(target, _BUILD_TARGETS):
-            raise RefusedOpcode(f"it sets state on a {type(target).__name__} (BUILD); only recorded network "
-                                "objects and containers take state")
+            raise RefusedOpcode(
+                f"it sets state on a {type(target).__name__} (BUILD); only recorded network "
+                "objects and containers take state"
+            )
         pickle._Unpickler.load_build(self)
 
     for _opcode in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
@@ -272,12 +278,24 @@ def safe_load(path: str):
         with open(path, "rb") as f:
             return SafeUnpickler(f).load()
     except RefusedGlobal as exc:
-        raise TeacherError(f"{path}: refused to load, the pickle calls {exc} which could run code; only "
-                           "tensors, plain containers and EDM's persistent network records are read") from None
+        raise TeacherError(
+            f"{path}: refused to load, the pickle calls {exc} which could run code; only "
+            "tensors, plain containers and EDM's persistent network records are read"
+        ) from None
     except RefusedOpcode as exc:
         raise TeacherError(f"{path}: refused to load, {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, MemoryError, UnicodeDecodeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        MemoryError,
+        UnicodeDecodeError,
+    ) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TeacherError(f"{path}: not a readable EDM network pickle ({message})") from None
     except OSError as exc:
