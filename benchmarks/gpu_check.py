@@ -8,6 +8,7 @@ of --batch-gpu under an 80 GiB memory cap; sampling at batch 1000); without it t
 MFU part end to end on the CPU with tiny networks (a test of this script, not a measurement).
 Writes one JSON file with the card's name. Data are synthetic (random images with the datasets' shapes):
 this measures speed, memory and numerical health, not sample quality.
+The MFU arithmetic (matmul peak, FLOP counting, timing) is gpu_flops.py's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gpu_flops import flops_and_seconds, matmul_peak, sync  # noqa: E402
 
 
 def synthetic_npz(folder: str, n: int, res: int, classes: int) -> str:
@@ -140,48 +145,6 @@ def batched_vs_separate(batch: int, repeats: int = 20) -> dict:
     result["speedup_batched_over_separate"] = result["separate"] / result["batched"]
     result["batch"] = batch
     return result
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def matmul_peak(device: str, size: int = 8192, repeats: int = 20) -> dict:
-    """Achieved bf16 matrix-multiply FLOP/s (the denominator of MFU), best of three rounds."""
-    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        _sync(device)
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
-    return {"size": size, "tflops": best / 1e12}
-
-
-def counted_flops(fn) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def flops_and_seconds(fn, iters: int, device: str) -> tuple[float, float]:
-    """FLOPs of one call of `fn` (FlopCounterMode) and its mean wall time over `iters` calls, after one warm-up."""
-    fn()
-    flops = counted_flops(fn)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    _sync(device)
-    return flops, (time.perf_counter() - start) / iters
 
 
 def train_mfu(
@@ -303,12 +266,12 @@ def small_preset_speed(preset: str, iters: int, device: str, folder: str, extra:
     for i in range(10):
         trainer.train_step(batches[i % 8])
         trainer.step += 1
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for i in range(iters):
         trainer.train_step(batches[i % 8])
         trainer.step += 1
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - start
     return {
         "preset": preset,
