@@ -37,6 +37,8 @@ SAMPLE_SEED = 0  # the noise of every row: benchmarks/mnist_digits.py's default 
 PICTURE_SEED = 2024
 
 # stage -> (method, preset, extra overrides, seed); students name the teacher's run folder at run time
+ANALYSIS = "analysis.md"  # hand-written findings in the results folder, placed into quality.md by every rerun
+
 STAGES = {
     "teacher": ("teacher", "mnist-edm-base", [], 0),
     "smd-s0": ("smd", "mnist-smd-base", [], 0),
@@ -391,7 +393,8 @@ def main(argv=None) -> int:
         result["gpu"] = previous["gpu"]
     write_json(os.path.join(results, "quality.json"), result)
     with open(os.path.join(results, "quality.md"), "w") as fh:
-        fh.write(markdown(result))
+        analysis = os.path.join(results, ANALYSIS)
+        fh.write(markdown(result, open(analysis).read() if os.path.isfile(analysis) else ""))
     picture(rows, runs, scorer, os.path.join(results, "quality.png"))
     print(f"{len(rows)} rows -> {results}/quality.json, quality.md, quality.png")
     return 0

@@ -47,7 +47,9 @@ def picture(rows: list[dict], runs: str, scorer: Scorer, path: str, per_row: int
     canvas.save(path)
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, analysis: str = "") -> str:
+    """quality.md: the rows, the floor, the targets, the curves and the commands; `analysis` (the hand-written
+    ANALYSIS file of the results folder, which reruns keep) goes after the table."""
     lines = [
         f"# MNIST quality ladder ({result['budget']} budget)",
         "",
@@ -77,6 +79,7 @@ def markdown(result: dict) -> str:
         f"Held-out real digits: digit score {floor['held_out_digit_score']:.2f}, "
         f"{100 * floor['held_out_confident']:.0f} % confident.",
         "",
+        *([analysis.strip(), ""] if analysis.strip() else []),
         "## Targets",
         "",
     ]
