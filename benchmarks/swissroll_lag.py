@@ -300,9 +300,55 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def report(r: dict) -> str:
-    import json
-
-    return "```json\n" + json.dumps(r, indent=1) + "\n```\n"
+    """The runs as a table (which part of the iteration-300 state came from which run, final energy distance),
+    the warm-up targets, the generators' AdamW moments, the commands; the full record is in the JSON."""
+    ex = r["exact"]
+    lines = [
+        "# Swiss-roll SMD: the analytic teacher against a trained one",
+        "",
+        f"Command: `{r['command']}` ({r['machine']['processor']}, torch {r['machine']['torch']}, "
+        f"{r['machine']['threads']} thread). Seed {r['seed']}, {r['steps']} iterations; energy distance (ED) of "
+        f"{N_EVAL:,} samples to {N_EVAL:,} fresh swiss-roll points (floor {ex['energy_floor']}), the same z for "
+        "every generator. Controls resume from the iteration-300 state (warm-up done, no critic step yet) with "
+        "its parts taken from the two SMD runs. What the numbers say: docs/results.md, Q1.",
+        "",
+        "| run | teacher | generator weights | generator AdamW state | critic | ED raw | ED EMA |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, run in r["runs"].items():
+        own = "smd-" + name.split("-", 1)[1] if name.startswith("smd-") else None
+        parts = run.get("parts_from") or {
+            "teacher": own.split("-")[1],
+            "gen_weights": own,
+            "gen_adam": own,
+            "critic": own,
+        }
+        cells = [parts["teacher"], parts["gen_weights"], parts["gen_adam"], parts["critic"]]
+        ev = run["final_eval"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ev['raw']:.4f} | {ev['ema']:.4f} |")
+    lines += [
+        "",
+        f"Warm-up targets D(sigma_g z; sigma_g) at sigma_g = {ex['sigma_g']}: exact teacher ED "
+        f"{ex['exact_target']['energy_distance']}, trained teacher ED {ex['trained_teacher_target']['energy_distance']} "
+        f"(RMS {ex['trained_teacher_target']['rms_to_exact_target']} from the exact one); randomly initialised "
+        "generators: "
+        + ", ".join(f"ED {g['energy_distance']} (RMS {g['rms_to_exact_target']})" for g in ex["random_init"])
+        + ".",
+        "",
+        "Generator AdamW state of the two SMD runs (RMS of sqrt(v) and of m over all weights, norm of the output layer):",
+        "",
+    ]
+    for name in ("smd-trained", "smd-analytic"):
+        for o in r["runs"][name].get("generator_optimizer") or []:
+            lines.append(
+                f"- {name}, iteration {o['step']} ({o['adam_steps']} AdamW steps): sqrt(v) {o['rms_sqrt_v']:.2e}, "
+                f"m {o['rms_m']:.2e}, output layer norm {o['out_layer_norm']}"
+            )
+    lines += ["", "Energy distance along training (raw generator):", ""]
+    for name, run in r["runs"].items():
+        lines.append(f"- {name}: " + ", ".join(f"{p['step']}: {p['energy_distance']}" for p in run["trajectory"]))
+    lines += ["", "## Commands", ""] + [f"- `{c['command']}`" for c in r["commands"]]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
