@@ -1,5 +1,5 @@
 """Command-line parts of evaluation: `eval` with --metrics (the protocol), `eval stats`, `eval --run`,
-`features train` and image export for `sample`. Argument definitions live in cli.py."""
+`features train` and image export for `sample`. Argument definitions live in cli_args.py."""
 
 from __future__ import annotations
 
