@@ -30,7 +30,8 @@ def cmd_train(args) -> int:
         print(cfg.to_yaml().rstrip())
         _print_parameter_counts(cfg)
         return 0
-    from .trainer import Trainer, resolve_device
+    from .data_parallel import resolve_device
+    from .trainer import Trainer
 
     info = init_distributed(resolve_device(cfg.train.device, DistInfo()).type)
     run_dir = args.out or os.path.join("runs", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
