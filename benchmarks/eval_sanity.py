@@ -26,14 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scoremix.cli_eval import load_data  # noqa: E402
 from scoremix.data.images import tensor_to_uint8  # noqa: E402
-from scoremix.eval_protocol import (  # noqa: E402
-    evaluate_samplers,
-    load_samplers,
-    metric_suffix,
-    quantize_uint8,
-    run_checkpoints,
-    sample_noise,
-)
+from scoremix.eval_history import run_checkpoints  # noqa: E402
+from scoremix.eval_protocol import evaluate_samplers, load_samplers, metric_suffix, quantize_uint8, sample_noise  # noqa: E402
 from scoremix.features import extract_all, fid_helper_file, load_extractor  # noqa: E402
 from scoremix.features.local import save_local_features, train_local_features  # noqa: E402
 from scoremix.metrics.image import feature_statistics, frechet_distance, kernel_distance  # noqa: E402

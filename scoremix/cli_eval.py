@@ -1,5 +1,5 @@
 """Command-line parts of evaluation: `eval` with --metrics (the protocol), `eval stats`, `eval --run`,
-`features train` and image export for `sample`. Argument definitions live in cli.py."""
+`features train` and image export for `sample`. Argument definitions live in cli_args.py."""
 
 from __future__ import annotations
 
@@ -138,17 +138,8 @@ def _reference(args, extractor, device: str, metrics) -> dict:
 def cmd_eval_protocol(args) -> int:
     """`scoremix eval --checkpoint RUN --metrics fid,kid,pr --n N --ref ref.npz --detector PATH` and
     `scoremix eval --run DIR --every K ...`."""
-    from .eval_protocol import (
-        append_jsonl,
-        evaluate_samplers,
-        evaluation_key,
-        load_samplers,
-        parse_metrics,
-        plot_metrics,
-        read_done,
-        resolve_device,
-        run_checkpoints,
-    )
+    from .eval_history import append_jsonl, evaluation_key, plot_metrics, read_done, run_checkpoints
+    from .eval_protocol import evaluate_samplers, load_samplers, parse_metrics, resolve_device
 
     if bool(args.checkpoint) == bool(args.run):
         raise ConfigError("pass exactly one of --checkpoint RUN_OR_FILE and --run RUN_FOLDER")

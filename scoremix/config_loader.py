@@ -12,7 +12,8 @@ import os
 
 import yaml
 
-from .config import Config, apply_dict, parse_overrides, set_value, validate
+from .config import Config, apply_dict, parse_overrides, set_value
+from .config_validate import validate
 from .errors import ConfigError
 from .presets import PRESETS, get_preset
 

@@ -6,26 +6,31 @@ instead of generator.safetensors, and draw their samples with the Heun sampler.
 
 The trainer owns the loop (micro-batches, optimiser steps, non-finite steps, signals, stats.jsonl); the
 saved state and resume are TrainingState's (training_state.py), the pictures, metrics and tracker are
-Monitor's (monitor.py), the optimisers, schedules and EMA come from optim.py.
+Monitor's (monitor.py), the optimisers, schedules and EMA come from optim.py, and the device, the batch
+split into micro-batches, DDP and the micro-batch RNG keys from data_parallel.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import sys
 import time
-import zlib
 
-import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from .config import Config
 from .data import build_dataset, build_source
+from .data_parallel import (
+    batch_layout,
+    gradient_sync,
+    resolve_device,
+    seed_micro_batch,
+    split_micro_batches,
+    wrap_in_ddp,
+)
 from .distributed import DistInfo, all_reduce_mean, any_rank, barrier
 from .errors import ConfigError, TrainingError
 from .methods import build_method
@@ -36,19 +41,7 @@ from .precision import autocast
 from .progress import Progress
 from .training_state import TrainingState, check_run_folder, prepare_run_folder, seed_everything
 
-__all__ = ["Trainer", "EMA", "lr_factor", "resolve_device"]  # EMA, lr_factor: importable here as before
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=cpu")
-        device = torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
-        torch.cuda.set_device(device)  # so that NCCL and unplaced allocations use this rank's card
-        return device
-    return torch.device(name)
+__all__ = ["Trainer", "EMA", "lr_factor"]  # EMA, lr_factor: importable here as before
 
 
 def _print_warning(message: str) -> None:
@@ -92,20 +85,9 @@ class Trainer:
         self.device = resolve_device(cfg.train.device, self.info)
         self._stop_signal: int | None = None
         t = cfg.train
-        if cfg.data.batch_size % self.info.world_size:
-            raise ConfigError(
-                f"data.batch_size={cfg.data.batch_size} is the global batch and must divide "
-                f"evenly over {self.info.world_size} processes"
-            )
-        self.local_batch = cfg.data.batch_size // self.info.world_size
-        self.micro_batch = t.batch_gpu or self.local_batch
-        if self.local_batch % self.micro_batch:
-            raise ConfigError(
-                f"train.batch_gpu={t.batch_gpu} must divide the per-process batch {self.local_batch} "
-                f"(data.batch_size={cfg.data.batch_size} over {self.info.world_size} process(es)); "
-                f"try train.batch_gpu={_largest_divisor_at_most(self.local_batch, t.batch_gpu)}"
-            )
-        self.accum_steps = self.local_batch // self.micro_batch
+        self.local_batch, self.micro_batch, self.accum_steps = batch_layout(
+            cfg.data.batch_size, t.batch_gpu, self.info.world_size
+        )
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = t.tf32
             torch.backends.cudnn.allow_tf32 = t.tf32
@@ -128,13 +110,7 @@ class Trainer:
             self.compiled_blocks = sum(compile_blocks(net) for net in self.method.networks.values())
         self.param_counts = {k: count_parameters(v) for k, v in self.method.networks.items()}
         if self.info.enabled:
-            for name, net in self.method.networks.items():
-                if any(p.requires_grad for p in net.parameters()):
-                    self.method.train_networks[name] = DistributedDataParallel(
-                        net,
-                        device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                        broadcast_buffers=False,
-                    )
+            wrap_in_ddp(self.method, self.device)
         self.optimizers, self.schedulers, self.params = build_optimizers(self.method, cfg)
         self.ema_optimizer = self.method.ema_optimizer
         self.ema = EMA(self.method.networks[self.method.ema_network], t.ema) if t.ema > 0 else None
@@ -228,28 +204,11 @@ class Trainer:
 
     def micro_batches(self, batch) -> list:
         """The per-process batch cut into accum_steps micro-batches of batch_gpu samples (tensors along dim 0)."""
-        if self.accum_steps == 1:
-            return [batch]
-        m = self.micro_batch
-        return [tuple(None if v is None else v[i * m : (i + 1) * m] for v in batch) for i in range(self.accum_steps)]
+        return split_micro_batches(batch, self.accum_steps, self.micro_batch)
 
     def _seed_micro_batch(self, phase: str, micro: int) -> None:
-        """Seed the global RNG from (seed, step, phase, global micro-batch index): every draw a method makes
-        for a micro-batch is then a function of where that micro-batch sits in the global batch, not of the
-        number of processes or of earlier draws, so 2 ranks x A micro-batches reproduce 1 rank x 2A and a
-        checkpoint resumes exactly on any number of ranks."""
-        index = self.info.rank * self.accum_steps + micro
-        key = np.random.SeedSequence([self.cfg.train.seed, self.step, zlib.crc32(phase.encode()), index])
-        torch.manual_seed(int(key.generate_state(1, np.uint64)[0]))
-
-    def _sync_context(self, last: bool):
-        """DDP all-reduces gradients only on the last micro-batch of a phase."""
-        stack = contextlib.ExitStack()
-        if not last:
-            for net in self.method.train_networks.values():
-                if isinstance(net, DistributedDataParallel):
-                    stack.enter_context(net.no_sync())
-        return stack
+        """Seed the global RNG for this process's micro-batch `micro` (data_parallel.seed_micro_batch)."""
+        seed_micro_batch(self.cfg.train.seed, self.step, phase, self.info.rank * self.accum_steps + micro)
 
     def train_step(self, batch) -> dict:
         """One iteration: for each phase of the plan, accumulate the gradient of the mean loss over the
@@ -266,7 +225,7 @@ class Trainer:
             loss_sum = None
             for i, part in enumerate(micro):
                 self._seed_micro_batch(phase.name, i)
-                with self._sync_context(i == len(micro) - 1):
+                with gradient_sync(self.method.train_networks.values(), i == len(micro) - 1):
                     with self._autocast():
                         loss, part_stats = self.method.loss(phase.name, part, self.step)
                     (loss * scale if len(micro) > 1 else loss).backward()
@@ -427,7 +386,3 @@ class Trainer:
             f"space or fix the folder, then resume with: scoremix train --out {self.run_dir} "
             "--resume latest"
         )
-
-
-def _largest_divisor_at_most(n: int, limit: int) -> int:
-    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from scoremix.nets.adm import ADM
-from scoremix.nets.ddpmpp import DDPMpp, ResampleConv2d, ResidualBlock
+from scoremix.nets.blocks import ResampleConv2d, ResidualBlock
+from scoremix.nets.ddpmpp import DDPMpp
 from scoremix.nets.embeddings import AlphaEmbedding
 from scoremix.precond import Denoiser
 

@@ -80,7 +80,7 @@ def _largest_divisor_at_most(n: int, k: int) -> int:
 def shortened_train_argv(argv: list[str], world_size: int = 1) -> list[str]:
     """argv of `scoremix ...` with the tiny-run overrides appended when it is a training command."""
     from scoremix.checkpoint import checkpoint_step, list_checkpoints
-    from scoremix.cli import build_parser
+    from scoremix.cli_args import build_parser
     from scoremix.config_loader import load_config
     from scoremix.errors import ScoremixError
 

@@ -330,7 +330,7 @@ def test_sample_exports_pngs_and_an_edm_npz_that_match(digits_setup, tmp_path):
 
 def test_evaluation_key_tells_heun_step_counts_apart():
     """`eval --run --steps 35` after `--steps 18` must evaluate again, not skip as done."""
-    from scoremix.eval_protocol import evaluation_key
+    from scoremix.eval_history import evaluation_key
 
     base = (["fid"], 1000, 0, "a" * 64, "b" * 64)
     assert evaluation_key(*base) == evaluation_key(*base, None)

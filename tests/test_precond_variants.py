@@ -97,7 +97,7 @@ def test_build_generator_honours_net_precond(tiny_cfg):
 
 
 def test_config_refuses_unknown_precond(tiny_cfg):
-    from scoremix.config import validate
+    from scoremix.config_validate import validate
     from scoremix.errors import ConfigError
 
     cfg = tiny_cfg("ring8")

@@ -25,7 +25,8 @@ import torch
 
 from scoremix.errors import TeacherError
 from scoremix.nets.adm import ADM
-from scoremix.nets.ddpmpp import DDPMpp, NoiseLevelEmbedding, ResampleConv2d, ResidualBlock
+from scoremix.nets.blocks import NoiseLevelEmbedding, ResampleConv2d, ResidualBlock
+from scoremix.nets.ddpmpp import DDPMpp
 
 # ---------------------------------------------------------------------------------------------------------
 # Writing files in EDM's layout

@@ -19,7 +19,7 @@ Checkpoint correspondence. Names follow EDM's ``DhariwalUNet`` (training/network
     out_norm.*, out_conv.*                     out_norm.*, out_conv.*
     --                                         map_alpha.* (only with alpha_input=True; no EDM counterpart)
 
-The building blocks are shared with DDPM++ (scoremix/nets/ddpmpp.py); ADM uses adaptive (scale, shift)
+The building blocks are shared with DDPM++ (scoremix/nets/blocks.py); ADM uses adaptive (scale, shift)
 modulation, no resampling projection in the skip path, unit skip scale and multi-head attention.
 """
 
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .ddpmpp import (
+from .blocks import (
     InitSpec,
     NoiseLevelEmbedding,
     ResampleConv2d,

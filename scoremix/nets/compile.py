@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .ddpmpp import ResidualBlock
+from .blocks import ResidualBlock
 from .unet import ResBlock
 
 REPEATED_BLOCKS = (ResidualBlock, ResBlock)
