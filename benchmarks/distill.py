@@ -1,8 +1,10 @@
 """Distillation benchmark: one-step SMD and DMD students of a frozen teacher.
 
-    python benchmarks/distill.py [--threads 1] [--out benchmarks/results] [--teacher RUN] [key=value ...]
+    python benchmarks/distill.py [--threads 1] [--out benchmarks/results] [--teacher RUN]
+                                 [--students SMD_RUN,DMD_RUN] [--skip-ring8] [key=value ...]
 
-ring8 (always): `scoremix train --config ring8-smd` and `--config ring8-dmd` (the exact analytic teacher),
+ring8 (unless --skip-ring8, which keeps the ring8 results and pictures of the last distill.json under
+--out): `scoremix train --config ring8-smd` and `--config ring8-dmd` (the exact analytic teacher),
 each in its own process (benchmarks/runner.py; output in WORK/PRESET.log); their toy metrics (raw and EMA
 generator, scoremix/metrics/toy.py), wall time and CPU time (user + system seconds of the child process:
 with --threads 1 this is the time the run takes on one free core, whatever else the machine was doing),
@@ -11,10 +13,16 @@ and whether the ring8 bar (precision >= 0.9, 8/8 modes, mode_kl <= 0.05) is met.
 MNIST (with --teacher RUN, a run of `scoremix train --config mnist-edm`): the teacher sampled with EDM's
 Heun sampler at 1, 2, 4, 8, 18 and 35 steps, and the students `mnist-smd` / `mnist-dmd` distilled from it,
 scored with the digit classifier of scoremix/metrics/digits.py (trained on 4,500 real digits, scored on
-the other 500 for reference), with CPU times.
+the other 500 for reference), with CPU times. --students SMD_RUN,DMD_RUN scores two finished runs instead
+of training the students (method.name smd and dmd, distilled from this very teacher: the sha256 in their
+method.teacher_sha256 must be the teacher's); the SMD and DMD runs of the quality ladder, for instance:
 
-Writes distill.json, distill.md and distill.png under --out; the exact command is inside both files.
-"""
+    python benchmarks/distill.py --skip-ring8 --threads 1 --teacher runs/quality-cpu/teacher --students runs/quality-cpu/smd-s0,runs/quality-cpu/dmd-s0 --mnist-samples 1000
+
+Writes distill.json, distill.md and distill.png under --out; the exact command is inside both files. In the
+picture every panel has one width; the MNIST rows are 16 samples from one fixed noise z each (the teacher
+at each Heun step count, then each student's EMA generator), every digit upscaled 3x (nearest neighbour).
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -26,10 +34,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runner import command_line, machine, read_json, train_logged, write_json, write_text  # noqa: E402
+from runner import Ledger, command_line, machine, read_json, train_logged, write_json, write_text  # noqa: E402
 
 SHOWN = ["precision", "modes_covered", "mode_kl", "energy_distance", "energy_floor", "knn_precision", "knn_recall"]
 HEUN_STEPS = [1, 2, 4, 8, 18, 35]
+PICTURE_SAMPLES = 16  # one row of the picture per sampler, all from the first 16 noises of the scoring z
+PICTURE_SCALE = 3  # MNIST digits upscaled by this integer factor (nearest neighbour) in the picture
 
 
 def meets_ring8_bar(m: dict) -> bool:
@@ -54,25 +64,111 @@ def train(preset: str, work: str, threads: int, extra: list[str]) -> dict:
     }
 
 
-def write_picture(panels: list[tuple[str, str]], path: str) -> None:
+def fit_width(img, width: int):
+    """`img` scaled to `width` pixels, aspect kept: nearest neighbour for an integer factor."""
     from PIL import Image
 
-    from scoremix.plots import titled_grid
+    if img.width == width:
+        return img.convert("RGB")
+    resample = Image.NEAREST if width % img.width == 0 else Image.LANCZOS
+    return img.convert("RGB").resize((width, round(img.height * width / img.width)), resample)
 
-    pics = [(title, Image.open(p)) for title, p in panels if os.path.exists(p)]
-    if pics:
-        titled_grid(pics, cols=1).save(path)
+
+def write_picture(panels: list, path: str) -> None:
+    """(title, picture file or PIL image) panels stacked in one column, every one scaled to the widest's
+    width; consecutive panels of one size share one titled_grid, so their cells are the same size."""
+    from PIL import Image
+
+    from scoremix.plots import save_picture, titled_grid
+
+    pics = [
+        (t, p if isinstance(p, Image.Image) else Image.open(p))
+        for t, p in panels
+        if not isinstance(p, str) or os.path.exists(p)
+    ]
+    if not pics:
+        return
+    width = max(img.width for _, img in pics)
+    blocks: list[list] = []
+    for title, img in pics:
+        img = fit_width(img, width)
+        if blocks and blocks[-1][-1][1].size == img.size:
+            blocks[-1].append((title, img))
+        else:
+            blocks.append([(title, img)])
+    grids = [titled_grid(block, cols=1) for block in blocks]
+    out = Image.new("RGB", (width, sum(g.height for g in grids)), "white")
+    top = 0
+    for grid in grids:
+        out.paste(grid, (0, top))
+        top += grid.height
+    save_picture(out, path)
+
+
+def row_picture(x):
+    """One row of digits ((B, C, H, W) in [-1, 1]) at PICTURE_SCALE times their pixel size."""
+    from PIL import Image
+
+    from scoremix.plots import image_grid
+
+    img = image_grid(x[:PICTURE_SAMPLES], nrow=PICTURE_SAMPLES)
+    return img.resize((img.width * PICTURE_SCALE, img.height * PICTURE_SCALE), Image.NEAREST)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def check_students(teacher_path: str, spec: str) -> list[str]:
+    """The two run folders of --students, after checking that they are an SMD and a DMD run of this teacher;
+    a mismatch ends the program with a one-line error."""
+    from scoremix.errors import ScoremixError
+    from scoremix.methods.distill import teacher_sha256
+    from scoremix.sampling import load_sampler
+    from scoremix.teachers import load_teacher
+
+    paths = [p for p in spec.split(",") if p]
+    if len(paths) != 2:
+        raise SystemExit(f"distill.py: --students takes two run folders, SMD_RUN,DMD_RUN; got '{spec}'")
+    try:
+        digest = teacher_sha256(load_teacher(teacher_path, device="cpu"))
+        for path, method in zip(paths, ("smd", "dmd")):
+            _, meta = load_sampler(path)
+            m = meta["config"].method
+            if m.name != method:
+                raise SystemExit(f"distill.py: --students: '{path}' is a method.name={m.name} run, not {method}")
+            if digest and m.teacher_sha256 and m.teacher_sha256 != digest:
+                raise SystemExit(
+                    f"distill.py: --students: '{path}' was distilled from another teacher (method.teacher_sha256 "
+                    f"{m.teacher_sha256[:12]}, '{teacher_path}' has {digest[:12]})"
+                )
+    except ScoremixError as err:
+        raise SystemExit(f"distill.py: {str(err).splitlines()[0]}") from None
+    return paths
+
+
+def scored_run(path: str) -> dict:
+    """The record of a student trained earlier (--students): its cost from the ladder's ledger when it has one."""
+    costs = Ledger(path.rstrip("/") + ".sittings.jsonl").totals()
+    return {
+        "run": path,
+        "trained_earlier": True,
+        "cpu_seconds": costs["cpu_s"] if costs["sittings"] else None,
+        "wall_seconds": costs["wall_s"] if costs["sittings"] else None,
+    }
 
 
 # -- MNIST -------------------------------------------------------------------------------------------------
-def mnist_part(teacher_path: str, work: str, threads: int, extra: list[str], n: int) -> dict:
-    """Teacher at several Heun step counts and the two students, all scored by one digit classifier."""
+def mnist_part(
+    teacher_path: str, work: str, threads: int, extra: list[str], n: int, students: list[str] | None = None
+) -> dict:
+    """Teacher at several Heun step counts and the two students (trained now, or the runs of --students), all
+    scored by one digit classifier; result["pictures"] holds one row picture per sampler, from one z."""
     import torch
 
     from benchmarks.mnist_digits import real_split
     from scoremix.evaluate import generate_samples
     from scoremix.metrics.digits import class_probabilities, digit_scores, train_digit_classifier
-    from scoremix.plots import image_grid, save_picture
     from scoremix.sampling import load_generators
     from scoremix.solvers import heun_sample
     from scoremix.teachers import load_teacher
@@ -88,6 +184,7 @@ def mnist_part(teacher_path: str, work: str, threads: int, extra: list[str], n: 
         "teacher": teacher_path,
         "teacher_step": info.get("step"),
         "samples": n,
+        "picture_noise": f"the first {PICTURE_SAMPLES} of the scoring noise (seed 777), the same for every row",
         "classifier_test_accuracy": float((probs.argmax(1) == y_test).double().mean()),
         "real_holdout": digit_scores(probs),
         "teacher_heun": [],
@@ -119,19 +216,29 @@ def mnist_part(teacher_path: str, work: str, threads: int, extra: list[str], n: 
             **digit_scores(class_probabilities(classifier, xs.clamp(-1, 1))),
         }
         result["teacher_heun"].append(entry)
-        pic = os.path.join(work, f"mnist-teacher-heun{steps}.png")
-        save_picture(image_grid(xs[:64]), pic)
-        pictures.append((f"MNIST teacher, Heun {steps} steps ({2 * steps - 1} evaluations)", pic))
+        title = f"EDM teacher, Heun {plural(steps, 'step')} ({plural(2 * steps - 1, 'network evaluation')})"
+        pictures.append((title, row_picture(xs)))
         print(f"teacher heun {steps}: digit score {entry['digit_score']:.2f}", flush=True)
-    for preset in ("mnist-smd", "mnist-dmd"):
-        run = train(preset, work, threads, [f"method.teacher={teacher_path}", *extra])
+    for i, preset in enumerate(("mnist-smd", "mnist-dmd")):
+        if students:
+            run = scored_run(students[i])
+        else:
+            run = train(preset, work, threads, [f"method.teacher={teacher_path}", *extra])
         generators, cfg, gshape, classes, step = load_generators(run["run"])
+        run.update(preset=cfg.name if students else preset, method=cfg.method.name, iterations=step)
         for which, gen in generators.items():
             xs = generate_samples(gen, n, gshape, classes, "cpu", seed=777).clamp(-1, 1)
             run[which] = digit_scores(class_probabilities(classifier, xs))
+        which = "ema" if "ema" in generators else "raw"
+        with torch.no_grad():
+            row = generators[which](z[:PICTURE_SAMPLES], labels=None).float()
+        weights = "EMA" if which == "ema" else "raw"
+        title = (
+            f"{cfg.method.name.upper()} one-step student ({weights}, 1 network evaluation, {plural(step, 'iteration')})"
+        )
+        pictures.append((title, row_picture(row)))
         result["students"].append(run)
-        pictures.append((f"{preset} one-step student (EMA), {run['steps']} iterations", run["picture"]))
-        print(f"{preset}: digit score {run.get('ema', run['raw'])['digit_score']:.2f}", flush=True)
+        print(f"{run['preset']}: digit score {run[which]['digit_score']:.2f}", flush=True)
     result["pictures"] = pictures
     return result
 
@@ -142,10 +249,18 @@ def main() -> int:
     parser.add_argument("--work", default="runs/distill-benchmark")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--teacher", default=None, help="a mnist-edm run folder: adds the MNIST part")
+    parser.add_argument(
+        "--students",
+        default=None,
+        help="SMD_RUN,DMD_RUN: finished smd and dmd runs of --teacher to score instead of training mnist-smd/-dmd",
+    )
     parser.add_argument("--mnist-samples", type=int, default=1000)
     parser.add_argument("--skip-ring8", action="store_true", help="only the MNIST part")
     parser.add_argument("extra", nargs="*", help="key=value overrides for every training run")
     args = parser.parse_args()
+    if args.students and not args.teacher:
+        parser.error("--students needs --teacher (the teacher they were distilled from)")
+    students = check_students(args.teacher, args.students) if args.students else None
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     m = machine()
@@ -195,7 +310,7 @@ def main() -> int:
             )
             print(f"{preset}: {json.dumps(run['ema'])}", flush=True)
     if args.teacher:
-        report["mnist"] = mnist_part(args.teacher, args.work, args.threads, args.extra, args.mnist_samples)
+        report["mnist"] = mnist_part(args.teacher, args.work, args.threads, args.extra, args.mnist_samples, students)
         pictures += report["mnist"].pop("pictures")
     write_picture(pictures, os.path.join(args.out, "distill.png"))
     write_json(os.path.join(args.out, "distill.json"), report)
@@ -250,19 +365,23 @@ def markdown(report: dict) -> str:
         ]
         for e in mn["teacher_heun"]:
             lines.append(
-                f"| teacher, Heun {e['steps']} steps | {e['evaluations']} | {e['cpu_seconds']:.0f} | "
+                f"| teacher, Heun {plural(e['steps'], 'step')} | {e['evaluations']} | {e['cpu_seconds']:.0f} | "
                 f"{e['digit_score']:.2f} | {e['confident']:.3f} | {e['class_coverage']:.2f} |"
             )
         for r in mn["students"]:
+            cost = f", {r['cpu_seconds']:.0f} CPU s to train" if r.get("cpu_seconds") is not None else ""
             for which in ("raw", "ema"):
                 if r.get(which):
                     v = r[which]
                     lines.append(
-                        f"| {r['preset']} ({which}), {r['steps']} iterations, {r['cpu_seconds']:.0f} CPU s "
-                        f"to train | 1 | – | {v['digit_score']:.2f} | {v['confident']:.3f} | "
-                        f"{v['class_coverage']:.2f} |"
+                        f"| {r['preset']} ({which}), {r['iterations']} iterations{cost} | 1 | – | "
+                        f"{v['digit_score']:.2f} | {v['confident']:.3f} | {v['class_coverage']:.2f} |"
                     )
-        lines += [""] + [f"- `{r['command']}`" for r in mn["students"]] + [""]
+        lines += [""] + [
+            f"- `{r['command']}`" if "command" in r else f"- `{r['run']}`, trained earlier, scored as it is"
+            for r in mn["students"]
+        ]
+        lines += ["", "distill.png: " + mn["picture_noise"] + f"; digits at {PICTURE_SCALE}x their pixel size.", ""]
     return "\n".join(lines) + "\n"
 
 
