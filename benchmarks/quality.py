@@ -275,6 +275,8 @@ def score_stage(stage: str, runs: str, scorer: Scorer, n: int) -> dict:
 def stage_curve(stage: str, runs: str, scorer: Scorer, n: int) -> list[dict]:
     """Digit score of the EMA weights at every kept checkpoint, against training wall and CPU minutes (CPU
     minutes at a checkpoint: its training wall time times the stage's overall CPU/wall ratio)."""
+    from scoremix.checkpoint import load_training_state
+
     method = STAGES[stage][0]
     folder = os.path.join(runs, stage)
     cache = read_json(folder + ".curve.json", {})
@@ -284,20 +286,17 @@ def stage_curve(stage: str, runs: str, scorer: Scorer, n: int) -> list[dict]:
     for path in sorted(glob.glob(os.path.join(folder, "checkpoints", "state-*.pt"))):
         key = f"{os.path.basename(path)}-{n}"
         if key not in cache:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            elapsed = float(state.get("elapsed", 0.0))
-            del state
             sampler, meta = load_stage_sampler(path, method)
             scores = scorer(draw(sampler, meta, n, SAMPLE_SEED))
             cache[key] = {
                 "iteration": meta["step"],
-                "train_wall_minutes": round(elapsed / 60, 2),
                 "digit_score": scores["digit_score"],
                 "confident": scores["confident"],
                 "fd_local": scores["fd_local"],
             }
             write_json(folder + ".curve.json", cache)
-        points.append({**cache[key], "train_cpu_minutes": round(cache[key]["train_wall_minutes"] * ratio, 2)})
+        wall = round(float(load_training_state(path).get("elapsed", 0.0)) / 60, 2)  # training time to this state
+        points.append({**cache[key], "train_wall_minutes": wall, "train_cpu_minutes": round(wall * ratio, 2)})
     return sorted(points, key=lambda p: p["iteration"])
 
 
@@ -334,6 +333,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--ship", default=None, help="copy the EMA weights of teacher, best SMD and SMT here")
     parser.add_argument("--no-curves", action="store_true", help="skip the digit-score curves over checkpoints")
+    parser.add_argument("--curves", default=None, help="comma list of stages to draw curves for (default: all)")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -374,7 +374,11 @@ def main(argv=None) -> int:
         "targets": TARGETS,
         "curves": {}
         if args.no_curves
-        else {s: stage_curve(s, runs, scorer, budget["curve_samples"]) for s in finished},
+        else {
+            s: stage_curve(s, runs, scorer, budget["curve_samples"])
+            for s in finished
+            if not args.curves or s in args.curves.split(",")
+        },
         "stage_commands": [
             " ".join(
                 [
