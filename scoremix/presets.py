@@ -104,9 +104,10 @@ def _cpu_images(name: str, source: str, conditional: bool = False) -> Config:
 
 
 def _cpu_bf16(cfg: Config) -> Config:
-    """bfloat16 autocast for the MNIST presets: their 28x28 U-Nets train 1.3x faster per SMT cycle than in fp32
-    on this 2-core CPU (AVX-512 BF16 / AMX), at quality within the fp32 seed spread; the 8x8 digits presets
-    stay fp32, where bf16 gains nothing (benchmarks/results/throughput-cpu.md, precision-quality.md)."""
+    """bfloat16 autocast for the MNIST presets: their 28x28 U-Nets train 1.39x faster per SMT cycle than in fp32
+    on this 2-core CPU (AVX-512 BF16 / AMX) and sample 2.07x faster; the 8x8 digits presets stay fp32, where bf16
+    gains nothing (benchmarks/results/throughput-cpu.md). The fp32-vs-bf16 training quality check
+    (benchmarks/precision_quality.py) has not run yet."""
     cfg.train.precision = "bf16"
     return cfg
 
