@@ -4,9 +4,12 @@ deploy: PyTorch eager fp32, PyTorch with the CPU presets' setting (bfloat16 auto
     python benchmarks/inference.py --student runs/quality-cpu/smd-s0 --teacher runs/quality-cpu/teacher
 
 The teacher samples with EDM's Heun sampler at 18 steps (35 network evaluations); the student in one. For each
-model and path: per-sample latency at batch 1 and throughput at batch 256 (median of repeated calls, the paths
-alternating within each repetition so that other load hits them alike), and the digit score of 1,000 samples
-from the same noise (the exported and bf16 paths must score like PyTorch fp32). Writes inference.json (keys
+model and path: per-sample latency at batch 1 (median of repeated calls, the paths alternating within each
+repetition so that other load hits them alike) and throughput at batch 256, timed on the batches that make the
+samples: four consecutive calls from the same noise for every model and path, the first one (warming caches and
+allocations after a switch of path) reported apart and the median of the rest taken, so that the one-step
+generator and the teacher's 35 evaluations are timed alike, in steady state. The 1,024 samples of each path are
+scored with the digit classifier (the exported and bf16 paths must score like PyTorch fp32). Writes inference.json (keys
 one_step_vs_teacher_speedup and onnx_max_abs_diff at the top) and inference.md.
 """
 
@@ -24,7 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from runner import RESULTS, command_line, machine, write_json  # noqa: E402
+from runner import RESULTS, ROOT, command_line, machine, write_json  # noqa: E402
 
 PATHS = ("pytorch fp32", "pytorch bf16", "onnxruntime")
 
@@ -66,20 +69,35 @@ def timed(fns: dict, z: torch.Tensor, repeats: int) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def stream(fn, batches: list[torch.Tensor]) -> tuple[list[float], torch.Tensor]:
+    """fn called on each batch in turn, as when generating many samples: seconds per call and the samples."""
+    times, out = [], []
+    for z in batches:
+        start = time.perf_counter()
+        out.append(fn(z))
+        times.append(time.perf_counter() - start)
+    return times, torch.cat(out)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", required=True, help="one-step run (an SMD/DMD student of --teacher)")
     parser.add_argument("--teacher", required=True, help="its EDM diffusion run")
     parser.add_argument("--steps", type=int, default=18, help="the teacher's Heun steps (2N-1 evaluations)")
-    parser.add_argument("--samples", type=int, default=1000, help="samples per path for the digit score")
+    parser.add_argument(
+        "--samples", type=int, default=1024, help="samples per path, drawn in batches of --batch, all scored"
+    )
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per path and batch size")
+    parser.add_argument("--repeats", type=int, default=5, help="timed batch-1 calls per path (x10 for one step)")
+    parser.add_argument(
+        "--classifier",
+        default=os.path.join(ROOT, "runs", "quality-cpu", "digit-classifier.pt"),
+        help="the ladder's digit classifier (benchmarks/quality.py); trained and kept there when missing",
+    )
     parser.add_argument("--out", default=os.path.join(RESULTS, "inference.json"))
     args = parser.parse_args(argv)
 
     from quality import Scorer
-
-    from scoremix.evaluate import generate_samples
 
     with tempfile.TemporaryDirectory() as folder:
         models = {
@@ -89,30 +107,33 @@ def main(argv=None) -> int:
         shape = models["one-step"][1]["data_shape"]
         if tuple(models["teacher"][1]["data_shape"]) != tuple(shape):
             raise SystemExit("student and teacher generate different shapes; pass a student of this teacher")
-        scorer = Scorer(os.path.join(folder, "classifier.pt"))
-        rows, outputs = {}, {}
+        scorer = Scorer(args.classifier)
+        rows = {}
         z1 = torch.randn(1, *shape, generator=torch.Generator().manual_seed(1))
-        zb = torch.randn(args.batch, *shape, generator=torch.Generator().manual_seed(2))
+        n_batches = max(2, -(-args.samples // args.batch))
+        batches = [
+            torch.randn(args.batch, *shape, generator=torch.Generator().manual_seed(100 + k)) for k in range(n_batches)
+        ]
         for model, (paths, meta) in models.items():
             one = timed(paths, z1, args.repeats * (10 if model == "one-step" else 1))
-            many = timed(paths, zb, args.repeats)
-            outputs[model] = {name: fn(zb) for name, fn in paths.items()}
+            samples = {}
             for name, fn in paths.items():
-                samples = generate_samples(_Module(fn), args.samples, shape, 0, "cpu", seed=0, batch_size=250)
+                times, samples[name] = stream(fn, batches)
                 rows[(model, name)] = {
                     "model": model,
                     "path": name,
                     "network_evaluations": meta["evaluations"],
                     "latency_ms_batch1": 1000 * one[name],
-                    "images_per_s_batch": args.batch / many[name],
-                    **{k: v for k, v in scorer(samples).items() if k in ("digit_score", "confident")},
+                    # the first batch after switching path warms caches and allocations: steady state is the rest
+                    "images_per_s_batch": args.batch / statistics.median(times[1:]),
+                    "first_batch_s": times[0],
+                    "batch_s": times[1:],
+                    **{k: v for k, v in scorer(samples[name]).items() if k in ("digit_score", "confident")},
                 }
-            rows[(model, "onnxruntime")]["max_abs_diff_vs_pytorch_fp32"] = float(
-                (outputs[model]["onnxruntime"] - outputs[model]["pytorch fp32"]).abs().max()
-            )
-            rows[(model, "pytorch bf16")]["max_abs_diff_vs_pytorch_fp32"] = float(
-                (outputs[model]["pytorch bf16"] - outputs[model]["pytorch fp32"]).abs().max()
-            )
+            for name in ("pytorch bf16", "onnxruntime"):
+                rows[(model, name)]["max_abs_diff_vs_pytorch_fp32"] = float(
+                    (samples[name] - samples["pytorch fp32"]).abs().max()
+                )
     speedup = {
         name: rows[("one-step", name)]["images_per_s_batch"] / rows[("teacher", name)]["images_per_s_batch"]
         for name in PATHS
@@ -124,7 +145,7 @@ def main(argv=None) -> int:
         "teacher": args.teacher,
         "teacher_heun_steps": args.steps,
         "batch": args.batch,
-        "samples_scored": args.samples,
+        "samples_scored": n_batches * args.batch,
         "one_step_vs_teacher_speedup": speedup,
         "onnx_max_abs_diff": {m: rows[(m, "onnxruntime")]["max_abs_diff_vs_pytorch_fp32"] for m in models},
         "onnx_latency_vs_eager_batch1": {
@@ -140,17 +161,6 @@ def main(argv=None) -> int:
     return 0
 
 
-class _Module(torch.nn.Module):
-    """A sampler function as the module generate_samples expects."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, z, labels=None):
-        return self.fn(z)
-
-
 def markdown(r: dict) -> str:
     m = r["machine"]
     lines = [
@@ -161,7 +171,8 @@ def markdown(r: dict) -> str:
         "",
         f"Student `{r['student']}` (1 network evaluation) and teacher `{r['teacher']}` (Heun, "
         f"{r['teacher_heun_steps']} steps), the same U-Net. Latency: median per call at batch 1; throughput: "
-        f"median at batch {r['batch']}; digit score of {r['samples_scored']} samples from the same noise.",
+        f"median over consecutive batches of {r['batch']} after the first (warm-up) one; digit score of "
+        f"{r['samples_scored']} samples from the same noise.",
         "",
         "| model | path | NFE | latency ms (batch 1) | images/s (batch) | digit score | confident | "
         "max abs diff vs fp32 |",

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import quality  # noqa: E402
 
 from scoremix.config_loader import load_config  # noqa: E402
+from scoremix.export import onnx_missing  # noqa: E402
 
 
 @pytest.mark.parametrize("budget", sorted(quality.BUDGETS))
@@ -71,6 +72,19 @@ def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
     # a second call trains nothing: finished stages are skipped and their scores reused
     again = subprocess.run(cmd + ["--no-curves"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[teacher]" not in again.stdout
+    if not onnx_missing():  # benchmarks/inference.py on the same runs: every path timed, scored and compared
+        out = tmp_path / "inference.json"
+        bench = [sys.executable, os.path.join(ROOT, "benchmarks", "inference.py"), "--student", str(runs / "smd-s0")]
+        bench += ["--teacher", str(runs / "teacher"), "--steps", "2", "--samples", "8", "--batch", "4"]
+        bench += ["--repeats", "1", "--classifier", str(runs / "digit-classifier.pt"), "--out", str(out)]
+        done = subprocess.run(bench, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        bench_result = json.loads(out.read_text())
+        assert set(bench_result["one_step_vs_teacher_speedup"]) == {"pytorch fp32", "pytorch bf16", "onnxruntime"}
+        diff = bench_result["onnx_max_abs_diff"]  # the teacher's: through 3 Heun evaluations of an untrained net
+        assert diff["one-step"] < 1e-4 and diff["teacher"] < 1e-2 and bench_result["samples_scored"] == 8
+        for row in bench_result["rows"]:
+            assert len(row["batch_s"]) == 1 and row["network_evaluations"] == (3 if row["model"] == "teacher" else 1)
 
 
 def test_gpu_budget_smoke_on_cpu(tmp_path):
