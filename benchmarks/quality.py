@@ -285,18 +285,18 @@ def stage_curve(stage: str, runs: str, scorer: Scorer, n: int) -> list[dict]:
     points = []
     for path in sorted(glob.glob(os.path.join(folder, "checkpoints", "state-*.pt"))):
         key = f"{os.path.basename(path)}-{n}"
-        if key not in cache:
-            sampler, meta = load_stage_sampler(path, method)
-            scores = scorer(draw(sampler, meta, n, SAMPLE_SEED))
-            cache[key] = {
-                "iteration": meta["step"],
-                "digit_score": scores["digit_score"],
-                "confident": scores["confident"],
-                "fd_local": scores["fd_local"],
-            }
+        if "train_wall_minutes" not in cache.get(key, {}):
+            if key not in cache:
+                sampler, meta = load_stage_sampler(path, method)
+                scores = scorer(draw(sampler, meta, n, SAMPLE_SEED))
+                cache[key] = {
+                    "iteration": meta["step"],
+                    **{k: scores[k] for k in ("digit_score", "confident", "fd_local")},
+                }
+            # training time to this state, kept with the score so a cached point needs no reload of the state
+            cache[key]["train_wall_minutes"] = round(float(load_training_state(path).get("elapsed", 0.0)) / 60, 2)
             write_json(folder + ".curve.json", cache)
-        wall = round(float(load_training_state(path).get("elapsed", 0.0)) / 60, 2)  # training time to this state
-        points.append({**cache[key], "train_wall_minutes": wall, "train_cpu_minutes": round(wall * ratio, 2)})
+        points.append({**cache[key], "train_cpu_minutes": round(cache[key]["train_wall_minutes"] * ratio, 2)})
     return sorted(points, key=lambda p: p["iteration"])
 
 

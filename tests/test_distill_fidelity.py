@@ -20,33 +20,7 @@ from scoremix.nets.build import build_backbone, build_head, count_parameters
 from scoremix.noise import SigmaGrid
 from scoremix.precond import Denoiser
 from scoremix.teachers import freeze
-
-IMAGES = [
-    "batch_size=4",
-    "progress=false",
-    "sample_every=0",
-    "ckpt_every=0",
-    "log_every=1",
-    "optim.lr_warmup=0",
-    "eval.samples=20",
-    "data.source=digits",
-    "data.resolution=8",
-    "head_hidden=8",
-    "noise.generator_sigma=none",
-    "method.critic_warmup_steps=0",
-]
-TOY = [
-    "generator.hidden=16",
-    "score.hidden=16",
-    "generator.depth=2",
-    "score.depth=2",
-    "generator.fourier_features=0",
-    "score.fourier_features=0",
-    "head_hidden=8",
-    "batch_size=8",
-    "method.warmup_steps=0",
-    "method.critic_warmup_steps=0",
-]
+from tests.distill_helpers import IMAGES, TOY
 
 
 def unet_teacher(num_classes=0, dropout=0.0, label_dropout=0.0, seed=0):

@@ -14,40 +14,9 @@ from scoremix.nets.build import build_backbone
 from scoremix.precond import Denoiser
 from scoremix.teachers import freeze
 from scoremix.trainer import Trainer
+from tests.distill_helpers import IMAGES as DIGITS, TOY
 
-TOY = [
-    "generator.hidden=16",
-    "score.hidden=16",
-    "generator.depth=2",
-    "score.depth=2",
-    "generator.fourier_features=0",
-    "score.fourier_features=0",
-    "head_hidden=8",
-    "batch_size=8",
-    "progress=false",
-    "sample_every=0",
-    "ckpt_every=0",
-    "log_every=1",
-    "optim.lr_warmup=0",
-    "eval.samples=20",
-    "method.warmup_steps=0",
-    "method.critic_warmup_steps=0",
-]
-IMAGES = [
-    "batch_size=4",
-    "progress=false",
-    "sample_every=0",
-    "ckpt_every=0",
-    "log_every=1",
-    "optim.lr_warmup=0",
-    "eval.samples=20",
-    "data.source=digits",
-    "data.resolution=8",
-    "head_hidden=8",
-    "noise.generator_sigma=none",
-    "method.critic_warmup_steps=0",
-    "train.ema=0.9",
-]
+IMAGES = [*DIGITS, "train.ema=0.9"]
 
 
 def tiny_network_teacher(num_classes=0, seed=0):
