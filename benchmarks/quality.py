@@ -362,8 +362,14 @@ def main(argv=None) -> int:
         return 0
     scorer = Scorer(os.path.join(runs, "digit-classifier.pt"), epochs=budget.get("classifier_epochs", 6))
     rows = [score_stage(s, runs, scorer, budget["samples"]) for s in finished]
+    previous = read_json(os.path.join(results, "quality.json"), {})
     if args.ship:
         ship(rows, runs, os.path.abspath(args.ship))
+    else:  # weights shipped by an earlier report stay named while their file is there
+        shipped = {r["stage"]: r.get("weights") for r in previous.get("rows", [])}
+        for row in rows:
+            kept = shipped.get(row["stage"])
+            row["weights"] = kept if kept and os.path.isfile(os.path.join(ROOT, kept)) else None
     result = {
         "budget": args.budget,
         "command": command_line(__file__, argv if argv is not None else sys.argv[1:]),
@@ -392,7 +398,6 @@ def main(argv=None) -> int:
             for s in STAGES
         ],
     }
-    previous = read_json(os.path.join(results, "quality.json"), {})
     if "gpu" in previous:
         result["gpu"] = previous["gpu"]
     write_json(os.path.join(results, "quality.json"), result)

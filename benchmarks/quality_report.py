@@ -4,6 +4,7 @@ report, and the shipped EMA weights of the teacher, the better SMD seed and SMT.
 from __future__ import annotations
 
 import os
+from statistics import mean
 from typing import TYPE_CHECKING
 
 from runner import ROOT
@@ -79,6 +80,7 @@ def markdown(result: dict, analysis: str = "") -> str:
         f"Held-out real digits: digit score {floor['held_out_digit_score']:.2f}, "
         f"{100 * floor['held_out_confident']:.0f} % confident.",
         "",
+        *seed_summary(result["rows"]),
         *([analysis.strip(), ""] if analysis.strip() else []),
         "## Targets",
         "",
@@ -92,6 +94,23 @@ def markdown(result: dict, analysis: str = "") -> str:
         lines.append(f"- {stage}: {cells}")
     lines += ["", "## Commands", ""] + [f"- `{c}`" for c in result["stage_commands"]]
     return "\n".join(lines) + "\n"
+
+
+def seed_summary(rows: list[dict]) -> list[str]:
+    """The students over their seeds: each method's mean digit score and FD, and DMD minus SMD seed by seed."""
+    by = {m: {r["seed"]: r for r in rows if r["method"] == m} for m in ("smd", "dmd")}
+    seeds = sorted(set(by["smd"]) & set(by["dmd"]))
+    if len(seeds) < 2:
+        return []
+    lines = ["## The students over seeds", "", "| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |"]
+    lines.append("|---" * (len(seeds) + 2) + "|")
+    for key, label in (("digit_score", "digit score"), ("fd_local", "FD local")):
+        for m in ("smd", "dmd"):
+            vals = [by[m][s][key] for s in seeds]
+            lines.append(f"| {m.upper()} {label} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {mean(vals):.2f} |")
+        diff = [by["dmd"][s][key] - by["smd"][s][key] for s in seeds]
+        lines.append(f"| DMD - SMD {label} | " + " | ".join(f"{v:+.2f}" for v in diff) + f" | {mean(diff):+.2f} |")
+    return lines + [""]
 
 
 def ship(rows: list[dict], runs: str, folder: str) -> None:

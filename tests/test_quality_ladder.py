@@ -69,6 +69,7 @@ def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
     assert (results / "quality.png").stat().st_size > 1000 and "| teacher | 35 |" in (
         results / "quality.md"
     ).read_text()
+    assert "| DMD - SMD digit score |" in (results / "quality.md").read_text()  # both students have two seeds
     # a second call trains nothing: finished stages are skipped and their scores reused
     again = subprocess.run(cmd + ["--no-curves"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[teacher]" not in again.stdout
