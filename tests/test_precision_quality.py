@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -38,3 +39,16 @@ def test_verdict_uses_the_fp32_range_and_its_widening():
     assert confident["within_fp32_range"] and confident["within_fp32_spread"]
     assert not fd["within_fp32_range"] and not fd["within_fp32_spread"]
     assert "ring8/precision" not in verdicts  # no ring8 rows: no verdict
+
+
+def test_a_metric_named_precision_does_not_overwrite_the_runs_precision(tmp_path):
+    folder = tmp_path / "ring8-bf16-s1"
+    folder.mkdir()
+    ema = {"precision": 0.8, "modes_covered": 8, "mode_kl": 0.01, "energy_distance": 0.02}
+    (folder / "metrics.json").write_text(json.dumps({"train_seconds": 12.0, "ema": ema}))
+    row = precision_quality.score(str(tmp_path), "ring8", "bf16", 1, scorer=None)
+    assert row["precision"] == "bf16" and row["sample_precision"] == 0.8 and row["seed"] == 1
+    verdicts = precision_quality.verdicts(
+        [{**row, "precision": p, "seed": s} for p in ("fp32", "bf16") for s in (0, 1)]
+    )
+    assert verdicts["ring8/sample_precision"]["within_fp32_range"]
