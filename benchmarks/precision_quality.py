@@ -176,6 +176,7 @@ def main(argv=None) -> int:
         "commands": [
             " ".join(["scoremix train --config", p, *RUNS[p][0], f"train.precision={prec}", f"train.seed={s}"])
             for p in RUNS
+            if any(r["preset"] == p for r in rows)  # the presets that ran
             for s in SEEDS
             for prec in PRECISIONS
         ],
