@@ -285,7 +285,7 @@ def stage_curve(stage: str, runs: str, scorer: Scorer, n: int) -> list[dict]:
     points = []
     for path in sorted(glob.glob(os.path.join(folder, "checkpoints", "state-*.pt"))):
         key = f"{os.path.basename(path)}-{n}"
-        if "train_wall_minutes" not in cache.get(key, {}):
+        if not cache.get(key, {}).get("train_wall_minutes"):  # missing, or 0 from an older cache
             if key not in cache:
                 sampler, meta = load_stage_sampler(path, method)
                 scores = scorer(draw(sampler, meta, n, SAMPLE_SEED))
