@@ -27,7 +27,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from runner import RESULTS, ROOT, command_line, machine, write_json  # noqa: E402
+from quality import CPU_CLASSIFIER  # noqa: E402
+from runner import RESULTS, command_line, machine, write_json  # noqa: E402
 
 PATHS = ("pytorch fp32", "pytorch bf16", "onnxruntime")
 
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed batch-1 calls per path (x10 for one step)")
     parser.add_argument(
         "--classifier",
-        default=os.path.join(ROOT, "runs", "quality-cpu", "digit-classifier.pt"),
+        default=CPU_CLASSIFIER,
         help="the ladder's digit classifier (benchmarks/quality.py); trained and kept there when missing",
     )
     parser.add_argument("--out", default=os.path.join(RESULTS, "inference.json"))

@@ -158,9 +158,9 @@ def main(argv=None) -> int:
             for seed in SEEDS:
                 for precision in PRECISIONS:
                     train(args.runs, preset, precision, seed)
-    from quality import Scorer
+    from quality import CPU_CLASSIFIER, Scorer
 
-    scorer = Scorer(os.path.join(args.runs, "digit-classifier.pt"))
+    scorer = Scorer(CPU_CLASSIFIER)
     rows = [
         score(args.runs, p, prec, s, scorer)
         for p in RUNS
