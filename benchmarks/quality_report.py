@@ -81,6 +81,7 @@ def markdown(result: dict, analysis: str = "") -> str:
         f"{100 * floor['held_out_confident']:.0f} % confident.",
         "",
         *seed_summary(result["rows"]),
+        *probe_table(result["rows"], result.get("probes", [])),
         *([analysis.strip(), ""] if analysis.strip() else []),
         "## Targets",
         "",
@@ -94,6 +95,29 @@ def markdown(result: dict, analysis: str = "") -> str:
         lines.append(f"- {stage}: {cells}")
     lines += ["", "## Commands", ""] + [f"- `{c}`" for c in result["stage_commands"]]
     return "\n".join(lines) + "\n"
+
+
+def probe_table(rows: list[dict], probes: list[dict]) -> list[str]:
+    """Each probe beside the row it stretches: the same network, retrained with `factor` times the iterations
+    (its learning-rate schedule stretched over them, warm-ups unchanged). A gain there is budget; none points at
+    capacity or optimisation, not at the budget."""
+    if not probes:
+        return []
+    lines = [
+        "## Capacity against budget (probes)",
+        "",
+        "| probe | row | iterations | train CPU min | digit score | confident | FD local |",
+        "|" + "---|" * 7,
+    ]
+    by_stage = {r["stage"]: r for r in rows}
+    for p in probes:
+        for r in (by_stage.get(p["stretches"]), p):
+            if r is not None:
+                lines.append(
+                    f"| {p['stage']} | {r['stage']} | {r['iterations']} | {r['train_cpu_minutes']} | "
+                    f"{r['digit_score']:.2f} | {r['confident']:.2f} | {r['fd_local']:.2f} |"
+                )
+    return lines + [""]
 
 
 def seed_summary(rows: list[dict]) -> list[str]:

@@ -28,6 +28,18 @@ def test_every_stage_of_every_budget_is_a_valid_config(budget, tmp_path):
         assert cfg.train.seed == seed
         if method in ("smd", "dmd"):
             assert cfg.method.teacher == os.path.join(str(tmp_path), "teacher")
+    for probe, (stage, factor) in quality.PROBES.items():  # same settings as the stage, factor x its iterations
+        strip = [
+            o for o in quality.stage_overrides(stage, quality.BUDGETS[budget], str(tmp_path)) if "device=cuda" not in o
+        ]
+        stretched = load_config(quality.STAGES[stage][1], strip)
+        overrides = quality.stage_overrides(probe, quality.BUDGETS[budget], str(tmp_path))
+        cfg = load_config(quality.STAGES[stage][1], [o for o in overrides if "device=cuda" not in o])
+        assert cfg.train.steps == factor * stretched.train.steps
+        if budget == "cpu":
+            assert cfg.train.steps == {"teacher": 16000, "smt": 9000}[stage]
+        cfg.train.steps = stretched.train.steps
+        assert cfg == stretched
 
 
 def test_students_train_as_long_as_each_other():
@@ -70,9 +82,21 @@ def test_tiny_ladder_writes_rows_picture_and_report(tmp_path):
         results / "quality.md"
     ).read_text()
     assert "| DMD - SMD digit score |" in (results / "quality.md").read_text()  # both students have two seeds
-    # a second call trains nothing: finished stages are skipped and their scores reused
-    again = subprocess.run(cmd + ["--no-curves"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "[teacher]" not in again.stdout
+    assert result["probes"] == []  # a probe trains only when named
+    # a second call skips the finished teacher, reuses its score, and trains the probe that doubles its iterations
+    again = subprocess.run(
+        cmd + ["--only", "teacher,teacher-2x", "--no-curves"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "[teacher]" not in again.stdout and "[teacher-2x]" in again.stdout
+    second = json.loads((results / "quality.json").read_text())
+    assert [r["stage"] for r in second["rows"]] == list(quality.STAGES)
+    assert second["rows"][0]["digit_score"] == result["rows"][0]["digit_score"]
+    (probe,) = second["probes"]
+    assert probe["stretches"] == "teacher" and probe["iterations"] == 2 * result["rows"][0]["iterations"]
+    assert probe["nfe"] == 35 and probe["train_cpu_minutes"] > 0
+    assert f"| teacher-2x | teacher-2x | {probe['iterations']} |" in (results / "quality.md").read_text()
+    assert second["curves"] == result["curves"]  # --no-curves keeps the curves the last report drew
     if not onnx_missing():  # benchmarks/inference.py on the same runs: every path timed, scored and compared
         out = tmp_path / "inference.json"
         bench = [sys.executable, os.path.join(ROOT, "benchmarks", "inference.py"), "--student", str(runs / "smd-s0")]
