@@ -111,12 +111,11 @@ def probe_table(rows: list[dict], probes: list[dict]) -> list[str]:
     ]
     by_stage = {r["stage"]: r for r in rows}
     for p in probes:
-        for r in (by_stage.get(p["stretches"]), p):
-            if r is not None:
-                lines.append(
-                    f"| {p['stage']} | {r['stage']} | {r['iterations']} | {r['train_cpu_minutes']} | "
-                    f"{r['digit_score']:.2f} | {r['confident']:.2f} | {r['fd_local']:.2f} |"
-                )
+        for r in filter(None, (by_stage.get(p["stretches"]), p)):  # the stretched row, when scored, then the probe
+            lines.append(
+                f"| {p['stage']} | {r['stage']} | {r['iterations']} | {r['train_cpu_minutes']} | "
+                f"{r['digit_score']:.2f} | {r['confident']:.2f} | {r['fd_local']:.2f} |"
+            )
     return lines + [""]
 
 
